@@ -1,0 +1,109 @@
+"""Expert deployments: one per local base model, one per remote expert.
+
+LoRA experts ride on their base's deployment through ``@serve.multiplexed``: the adapter id
+comes with the request (``handle.options(multiplexed_model_id=...)``), Serve prefers replicas
+that already hold it, and the engine applies it per row, so adapters never mix under load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any, AsyncIterator
+
+from ray import serve
+
+from services.errors import InvalidRequestError, ModelNotFoundError
+from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpert
+from services.experts.generation import GenerationEvent, GenerationRequest
+from services.experts.loading import check_adapter, force_offline, load_model
+from services.experts.remote import RemoteChatBackend
+
+logger = logging.getLogger(__name__)
+
+MAX_ADAPTERS_PER_REPLICA = 16
+
+
+class AdapterLease:
+    """What the multiplexing cache holds per adapter; evicting it releases the adapter."""
+
+    def __init__(self, engine: Any, name: str, generation: int) -> None:
+        self.name = name
+        self._engine = engine
+        self._generation = generation
+
+    def __del__(self) -> None:
+        self._engine.release_adapter(self.name, self._generation)
+
+
+class LocalExpertServer:
+    """Hosts one hf/gguf base model and the LoRA adapters configured on it."""
+
+    def __init__(self, base: HFExpert | GGUFExpert, adapters: tuple[LoRAExpert, ...]) -> None:
+        force_offline()
+        import torch
+
+        from services.experts.engine import BatchingEngine
+
+        torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)
+        self._base = base
+        self._adapters = {adapter.name: adapter for adapter in adapters}
+        self._adapter_paths = {adapter.name: check_adapter(adapter) for adapter in adapters}
+        model, tokenizer = load_model(base)
+        self._parameters = sum(parameter.numel() for parameter in model.parameters())
+        self._engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
+
+    @serve.multiplexed(max_num_models_per_replica=MAX_ADAPTERS_PER_REPLICA)
+    async def _lease_adapter(self, adapter_name: str) -> AdapterLease:
+        generation = await self._engine.load_adapter(adapter_name, self._adapter_paths[adapter_name])
+        return AdapterLease(self._engine, adapter_name, generation)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        adapter_name = serve.get_multiplexed_model_id() or None
+        if adapter_name is not None and adapter_name not in self._adapters:
+            raise ModelNotFoundError(f"adapter '{adapter_name}' is not configured on base '{self._base.name}'")
+        if request.expert != (adapter_name or self._base.name):
+            # The adapter travels in the handle options and the expert in the body; they must agree.
+            raise InvalidRequestError(
+                f"request for expert '{request.expert}' reached '{adapter_name or self._base.name}'"
+            )
+        max_context = self._base.max_context_tokens
+        lease = None
+        if adapter_name is not None:
+            lease = await self._lease_adapter(adapter_name)
+            max_context = min(max_context, self._adapters[adapter_name].max_context_tokens)
+        async for event in self._engine.generate(request, adapter=adapter_name, max_context_tokens=max_context):
+            yield event
+        del lease
+
+    async def ready(self) -> dict[str, Any]:
+        return {
+            "expert": self._base.name,
+            "kind": self._base.kind,
+            "parameters": self._parameters,
+            "loaded_adapters": self._engine.loaded_adapters,
+        }
+
+    async def stats(self) -> dict[str, Any]:
+        return dataclasses.asdict(self._engine.stats)
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            engine.close()
+
+
+class RemoteExpertServer:
+    """Relays generation to a remote OpenAI-compatible server."""
+
+    def __init__(self, expert: OpenAIExpert) -> None:
+        self._expert = expert
+        self._backend = RemoteChatBackend(expert)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        async for event in self._backend.generate(request):
+            yield event
+
+    async def ready(self) -> dict[str, Any]:
+        return {"expert": self._expert.name, "kind": "openai", "base_url": self._expert.base_url}

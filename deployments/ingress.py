@@ -1,0 +1,306 @@
+"""The HTTP ingress: OpenAI-compatible routes over the expert deployments.
+
+It parses and validates requests, decides the route, calls the expert deployment through its
+handle, and renders results (and every error) in OpenAI's format. It holds no model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.api.schemas import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ModelCard,
+    ModelList,
+    Usage,
+    new_completion_id,
+    now,
+    parse_chat_request,
+)
+from services.config import AppConfig
+from services.errors import CoeError, OverloadedError, ServiceUnavailableError, error_body
+from services.experts.config import LoRAExpert
+from services.experts.costs import resolve_costs
+from services.experts.generation import GenerationEvent, build_generation_request
+from services.router.decision import RouteDecision
+from services.router.resolve import AUTO_MODEL, resolve_default, resolve_explicit
+
+logger = logging.getLogger(__name__)
+
+def as_coe_error(exc: BaseException) -> CoeError:
+    """Errors raised in a replica arrive wrapped by Ray; find the domain error inside."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, CoeError):
+            return seen
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    from ray import exceptions as ray_exceptions
+
+    if isinstance(exc, (ray_exceptions.RayActorError, ray_exceptions.ActorUnavailableError)):
+        return ServiceUnavailableError("an expert replica is restarting; retry the request")
+    try:
+        from ray.serve.exceptions import BackPressureError
+
+        if isinstance(exc, BackPressureError):
+            return OverloadedError("the expert's queue is full; retry later")
+    except ImportError:  # pragma: no cover - older Ray
+        pass
+    logger.exception("unexpected error", exc_info=exc)
+    return CoeError(f"internal error: {exc.__class__.__name__}")
+
+
+def error_response(error: CoeError, retry_after_s: int = 1) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after_s)} if error.status_code in (429, 503) else None
+    return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
+
+
+async def _coe_error(request: Request, exc: CoeError) -> JSONResponse:
+    return error_response(exc)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    param = ".".join(str(part) for part in first.get("loc", ())[1:]) or None
+    message = f"Invalid value for '{param}': {first.get('msg', 'invalid')}" if param else "Invalid request."
+    return JSONResponse(error_body(message, "invalid_request_error", param), status_code=400)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse(error_body(message, kind), status_code=exc.status_code)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(as_coe_error(exc))
+
+
+class ConcurrencyLimiter:
+    """Counts chat requests in flight; over the limit the request gets 429 at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+
+    def acquire(self) -> None:
+        if self.in_flight >= self.limit:
+            raise OverloadedError(
+                f"coe-router is at its limit of {self.limit} concurrent requests; retry after a moment"
+            )
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+
+class Ingress:
+    """FastAPI routes of the coe-router application (wrapped by ``serve.ingress`` in the builder)."""
+
+    def __init__(self, config: AppConfig, experts: dict[str, Any]) -> None:
+        self._config = config
+        self._experts = experts  # deployment name -> DeploymentHandle
+        self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests)
+        self._costs = resolve_costs(config)
+        self._created = now()
+
+    # ------------------------------------------------------------------ health
+    async def healthz(self, request: Request) -> dict[str, str]:
+        return {"status": "ok"}
+
+    async def readyz(self, request: Request) -> JSONResponse:
+        async def probe(name: str, handle: Any) -> tuple[str, Any]:
+            try:
+                return name, await asyncio.wait_for(handle.ready.remote(), timeout=10)
+            except Exception as exc:  # a replica that cannot answer is simply not ready
+                return name, {"error": f"{exc.__class__.__name__}: {exc}"[:300]}
+
+        results = dict(await asyncio.gather(*(probe(name, handle) for name, handle in self._experts.items())))
+        ready = all("error" not in result for result in results.values())
+        body = {"status": "ready" if ready else "not_ready", "deployments": results}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    # ------------------------------------------------------------------ models
+    async def models(self, request: Request) -> ModelList:
+        cards = [ModelCard(id=AUTO_MODEL, created=self._created, kind="router", description="Routed per request.")]
+        for expert in self._config.experts:
+            cards.append(
+                ModelCard(
+                    id=expert.name,
+                    created=self._created,
+                    kind=expert.kind,
+                    cost=self._costs.get(expert.name),
+                    base=expert.base if isinstance(expert, LoRAExpert) else None,
+                    description=expert.description,
+                )
+            )
+        return ModelList(data=cards)
+
+    # ------------------------------------------------------------------ chat
+    def route(self, request: ChatCompletionRequest) -> RouteDecision:
+        if request.model == AUTO_MODEL:
+            return resolve_default(self._config)
+        return resolve_explicit(self._config, request.model)
+
+    async def chat_completions(self, request: Request) -> Response:
+        self._limiter.acquire()
+        handed_to_stream = False
+        try:
+            chat = parse_chat_request(await request.body())
+            decision = self.route(chat)
+            expert = self._config.expert(decision.expert)
+            generation = build_generation_request(chat, expert.name, expert.generation)
+            handle = self._experts[self._config.deployment_name_for(expert.name)]
+            adapter_id = expert.name if isinstance(expert, LoRAExpert) else ""
+            stream = handle.options(stream=True, multiplexed_model_id=adapter_id).generate.remote(generation)
+            try:
+                first = await stream.__anext__()
+            except StopAsyncIteration:
+                raise ServiceUnavailableError(f"expert '{expert.name}' returned no output") from None
+            except Exception as exc:
+                raise as_coe_error(exc) from exc
+            completion_id = new_completion_id()
+            if chat.stream:
+                handed_to_stream = True
+                body = self._sse(chat, decision, completion_id, first, stream)
+                return StreamingResponse(body, media_type="text/event-stream", headers=decision.headers())
+            return await self._complete(decision, completion_id, first, stream)
+        except CoeError:
+            raise
+        except Exception as exc:
+            raise as_coe_error(exc) from exc
+        finally:
+            if not handed_to_stream:
+                self._limiter.release()
+
+    async def _complete(self, decision: RouteDecision, completion_id: str, first: GenerationEvent, stream: Any) -> JSONResponse:
+        texts = [first.text]
+        event = first
+        try:
+            while event.finish_reason is None:
+                event = await stream.__anext__()
+                texts.append(event.text)
+        except Exception as exc:
+            raise as_coe_error(exc) from exc
+        completion = ChatCompletion(
+            id=completion_id,
+            created=now(),
+            model=decision.expert,
+            choices=[Choice(message=AssistantMessage(content="".join(texts)), finish_reason=event.finish_reason)],
+            usage=_usage(event),
+            route=decision,
+        )
+        return JSONResponse(completion.model_dump(mode="json"), headers=decision.headers())
+
+    async def _sse(
+        self, chat: ChatCompletionRequest, decision: RouteDecision, completion_id: str, first: GenerationEvent, stream: Any
+    ) -> AsyncIterator[str]:
+        created = now()
+
+        def sse(chunk: ChatCompletionChunk) -> str:
+            # Like OpenAI: null finish_reason is sent, absent usage/route and unset delta fields are not.
+            payload = chunk.model_dump(mode="json")
+            for key in ("usage", "route"):
+                if payload[key] is None:
+                    del payload[key]
+            for choice in payload["choices"]:
+                choice["delta"] = {key: value for key, value in choice["delta"].items() if value is not None}
+            return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+        def delta_chunk(delta: Delta, finish: Any = None, route: RouteDecision | None = None) -> str:
+            choice = ChunkChoice(delta=delta, finish_reason=finish)
+            return sse(ChatCompletionChunk(id=completion_id, created=created, model=decision.expert, choices=[choice], route=route))
+
+        finished = False
+        try:
+            yield delta_chunk(Delta(role="assistant", content=""))
+            event = first
+            while True:
+                if event.text:
+                    yield delta_chunk(Delta(content=event.text))
+                if event.finish_reason is not None:
+                    finished = True
+                    yield delta_chunk(Delta(), event.finish_reason, route=decision)
+                    if chat.include_usage_chunk:
+                        yield sse(
+                            ChatCompletionChunk(
+                                id=completion_id, created=created, model=decision.expert, choices=[], usage=_usage(event)
+                            )
+                        )
+                    break
+                event = await stream.__anext__()
+        except Exception as exc:  # headers are already sent: report the failure in-stream, as OpenAI does
+            yield f"data: {json.dumps(as_coe_error(exc).to_body())}\n\n"
+        finally:
+            if not finished:
+                stream.cancel()
+            self._limiter.release()
+        yield "data: [DONE]\n\n"
+
+
+def _usage(event: GenerationEvent) -> Usage:
+    return Usage(
+        prompt_tokens=event.prompt_tokens,
+        completion_tokens=event.completion_tokens,
+        total_tokens=event.prompt_tokens + event.completion_tokens,
+    )
+
+
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/healthz", "healthz"),
+    ("GET", "/readyz", "readyz"),
+    ("GET", "/v1/models", "models"),
+    ("POST", "/v1/chat/completions", "chat_completions"),
+)
+
+
+def _delegate(attribute: str) -> Any:
+    """A route function that calls the named method of this replica's ingress instance.
+
+    Routes are plain functions rather than FastAPI class-based views, which need route
+    re-analysis that newer FastAPI versions no longer do for included routers.
+    """
+    from ray import serve
+
+    async def endpoint(request: Request) -> Any:
+        ingress = serve.get_replica_context().servable_object
+        return await getattr(ingress, attribute)(request)
+
+    endpoint.__name__ = attribute
+    return endpoint
+
+
+def build_api() -> FastAPI:
+    """The FastAPI app, built in the replica (Serve calls this builder at replica start)."""
+    app = FastAPI(
+        title="coe-router",
+        description="OpenAI-compatible Composition-of-Experts routing service.",
+        version="0.1.0",
+    )
+    app.add_exception_handler(CoeError, _coe_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    for method, path, attribute in ROUTES:
+        app.add_api_route(path, _delegate(attribute), methods=[method])
+    return app
+
+
+def make_ingress() -> type:
+    """The ingress class wrapped with the app builder, ready for ``serve.deployment``."""
+    from ray import serve
+
+    return serve.ingress(build_api)(Ingress)

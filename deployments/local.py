@@ -1,0 +1,80 @@
+"""Run the app on a local (or joined) Ray instance: used by ``coe serve`` and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Iterator
+
+from services.config import AppConfig
+
+
+def check_model_files(config: AppConfig) -> None:
+    """Fail before starting Ray when a model or adapter is missing, with the fix in the message."""
+    from services.experts.loading import check_adapter, locate_weights
+
+    for base in config.local_bases():
+        locate_weights(base)
+        for adapter in config.adapters_of(base.name):
+            check_adapter(adapter)
+
+
+def wait_until_ready(url: str, timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/readyz", timeout=15)
+            if response.status_code == 200:
+                return
+            last = response.text[:300]
+        except httpx.HTTPError as exc:
+            last = f"{exc.__class__.__name__}: {exc}"
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/readyz did not report ready within {timeout_s:.0f}s (last answer: {last})")
+
+
+def display_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+@contextlib.contextmanager
+def running_app(
+    config: AppConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    ready_timeout_s: float = 600.0,
+) -> Iterator[str]:
+    """Start Ray and Serve, deploy the app, wait for ``/readyz``; yield the URL; shut down after."""
+    from services.experts.loading import force_offline
+
+    force_offline()
+    check_model_files(config)
+
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app_from_config
+
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_app_from_config(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False)
+        url = display_url(host, port)
+        wait_until_ready(url, ready_timeout_s)
+        yield url
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

@@ -1,0 +1,1 @@
+"""Style adapters (math, code) and their training data."""

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible wire format: request parsing, response models and error bodies."""

@@ -1,0 +1,105 @@
+"""The one artifact format: a directory of safetensors/JSON files plus ``manifest.json``.
+
+Training jobs write artifacts and serving reads them; both go through this module, so an
+artifact is always written completely (to a temporary directory, then renamed) and always says
+what it is, which version, and what produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_NAME = "manifest.json"
+
+
+class ArtifactManifest(BaseModel):
+    """What an artifact is and where it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="Artifact kind, e.g. 'lora-adapter'.")
+    name: str = Field(description="Name of what the artifact serves (expert, router).")
+    version: str = Field(description="Increasing version; timestamps sort correctly.")
+    created_at: float = Field(default_factory=time.time)
+    base: str | None = Field(None, description="Model the artifact applies to, if any.")
+    data: dict[str, Any] = Field(default_factory=dict, description="Training data files and their sha256.")
+    training: dict[str, Any] = Field(default_factory=dict, description="Hyper-parameters used.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation figures at creation.")
+
+
+def new_version() -> str:
+    """A sortable version string (UTC time to the millisecond)."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now * 1000) % 1000:03d}Z"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def artifact_directory(destination: Path) -> Iterator[Path]:
+    """Yield a temporary directory; on success it replaces ``destination`` in one rename.
+
+    A crash or error leaves the previous artifact untouched and no half-written one behind.
+    """
+    destination = destination.resolve()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        _make_readable(staging)
+        retired = None
+        if destination.exists():
+            retired = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+            os.replace(destination, retired)
+        os.replace(staging, destination)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make_readable(folder: Path) -> None:
+    """Temporary files are private (0600/0700); a finished artifact is read by other users too."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def read_manifest(folder: Path) -> ArtifactManifest:
+    return ArtifactManifest.model_validate_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+def write_manifest(folder: Path, manifest: ArtifactManifest) -> None:
+    write_json_atomic(folder / MANIFEST_NAME, manifest.model_dump(mode="json"))

@@ -1,0 +1,163 @@
+"""The application config: experts, the default expert, and the ingress limits.
+
+Loaded once from YAML, validated, with relative paths resolved against the config file's own
+folder so that the same file works from any working directory and inside Ray workers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.experts.config import (
+    DeploymentOptions,
+    ExpertConfig,
+    GGUFExpert,
+    HFExpert,
+    LoRAExpert,
+    OpenAIExpert,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
+CONFIG_ENV_VAR = "COE_CONFIG"
+
+
+class IngressOptions(BaseModel):
+    """Limits of the HTTP ingress.
+
+    ``max_concurrent_requests`` is enforced by the ingress itself and answered with 429 and
+    Retry-After, so clients see a clear, retryable error before Serve's own queue fills up.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_concurrent_requests: int = Field(32, ge=1, description="Chat requests in flight per ingress replica.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(num_cpus=0.25, max_ongoing_requests=128, max_queued_requests=256),
+    )
+
+    @model_validator(mode="after")
+    def _limit_below_serve_queue(self) -> "IngressOptions":
+        if self.max_concurrent_requests >= self.deployment.max_ongoing_requests:
+            raise ValueError(
+                "ingress.max_concurrent_requests must be below ingress.deployment.max_ongoing_requests, "
+                "so the ingress answers 429 before Serve starts queueing"
+            )
+        return self
+
+
+class AppConfig(BaseModel):
+    """Everything ``build_app`` needs; holds no clients and does no I/O."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    experts: tuple[ExpertConfig, ...] = Field(min_length=1, description="Experts clients can name in `model`.")
+    default_expert: str = Field(description="Expert that answers `model: auto` until a router is configured.")
+    ingress: IngressOptions = Field(default_factory=IngressOptions)
+    app_name: str = Field("coe", description="Serve application name.")
+    route_prefix: str = Field("/", description="HTTP route prefix of the application.")
+    source_path: str | None = Field(None, description="File this config was read from (set by the loader).")
+
+    @model_validator(mode="after")
+    def _check_references(self) -> "AppConfig":
+        names = [expert.name for expert in self.experts]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"expert names must be unique; repeated: {duplicates}")
+        by_name = {expert.name: expert for expert in self.experts}
+        for expert in self.experts:
+            if isinstance(expert, LoRAExpert):
+                base = by_name.get(expert.base)
+                if not isinstance(base, (HFExpert, GGUFExpert)):
+                    raise ValueError(
+                        f"lora expert {expert.name!r}: base {expert.base!r} must name an hf or gguf expert"
+                    )
+        if self.default_expert not in by_name:
+            raise ValueError(f"default_expert {self.default_expert!r} is not one of the experts {names}")
+        aliases = [alias for alias in self.model_aliases() if alias in by_name]
+        if aliases:
+            raise ValueError(f"alias {aliases[0]!r} collides with an expert name")
+        return self
+
+    def model_aliases(self) -> dict[str, str]:
+        """``base:adapter`` → LoRA expert name."""
+        return {
+            f"{expert.base}:{expert.short_id}": expert.name
+            for expert in self.experts
+            if isinstance(expert, LoRAExpert)
+        }
+
+    def expert(self, name: str) -> ExpertConfig:
+        for expert in self.experts:
+            if expert.name == name:
+                return expert
+        raise KeyError(name)
+
+    def find_expert(self, model: str) -> ExpertConfig | None:
+        """Expert named by a request's ``model`` (its name or a ``base:adapter`` alias)."""
+        name = self.model_aliases().get(model, model)
+        return next((expert for expert in self.experts if expert.name == name), None)
+
+    def local_bases(self) -> list[HFExpert | GGUFExpert]:
+        return [expert for expert in self.experts if isinstance(expert, (HFExpert, GGUFExpert))]
+
+    def adapters_of(self, base: str) -> list[LoRAExpert]:
+        return [expert for expert in self.experts if isinstance(expert, LoRAExpert) and expert.base == base]
+
+    def remote_experts(self) -> list[OpenAIExpert]:
+        return [expert for expert in self.experts if isinstance(expert, OpenAIExpert)]
+
+    def deployment_name_for(self, expert_name: str) -> str:
+        """Serve deployment that answers for an expert (a LoRA expert's is its base's)."""
+        expert = self.expert(expert_name)
+        base = expert.base if isinstance(expert, LoRAExpert) else expert.name
+        return f"expert-{base}"
+
+
+class ConfigError(ValueError):
+    """The config file is missing or invalid; the message names the file and the field."""
+
+
+def _resolve(path: str | None, folder: Path) -> str | None:
+    if path is None:
+        return None
+    expanded = Path(os.path.expandvars(os.path.expanduser(path)))
+    return str(expanded if expanded.is_absolute() else (folder / expanded).resolve())
+
+
+def _with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    experts = []
+    for entry in raw.get("experts") or []:
+        if isinstance(entry, dict) and entry.get("kind") in {"hf", "gguf", "lora"} and "path" in entry:
+            entry = {**entry, "path": _resolve(entry["path"], folder)}
+        experts.append(entry)
+    return {**raw, "experts": experts}
+
+
+def parse_config(raw: dict[str, Any], *, folder: Path, source: str | None = None) -> AppConfig:
+    """Validate a config mapping; relative paths are taken from ``folder``."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source or 'config'}: the top level must be a mapping")
+    try:
+        return AppConfig.model_validate({**_with_absolute_paths(raw, folder), "source_path": source})
+    except ValidationError as exc:
+        raise ConfigError(f"{source or 'config'} is invalid:\n{exc}") from exc
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> AppConfig:
+    """Read the YAML config from ``path``, ``$COE_CONFIG``, or ``configs/default.yaml``."""
+    config_path = Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH).expanduser().resolve()
+    if not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path}")
+    with config_path.open(encoding="utf-8") as handle:
+        try:
+            raw = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path} is not valid YAML: {exc}") from exc
+    return parse_config(raw, folder=config_path.parent, source=str(config_path))

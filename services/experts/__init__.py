@@ -1,0 +1,1 @@
+"""Expert LLMs: their configuration, loading, batched generation and remote backends."""

@@ -1,0 +1,182 @@
+"""Per-row decoding state for batched generation.
+
+``transformers.generate`` runs one batch with one set of settings; these hooks give every row
+its own sampling settings, seed, token budget and stop strings, so requests with different
+settings (and, through PEFT, different adapters) still share one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from transformers import LogitsProcessor, StoppingCriteria
+from transformers.generation.streamers import BaseStreamer
+
+from services.experts.generation import FinishReason, GenerationEvent, GenerationRequest
+
+REPLACEMENT_CHAR = "\ufffd"
+
+
+class TextAssembler:
+    """Turns a row's tokens into text deltas, honouring stop strings and EOS.
+
+    Text that could still turn out to be the start of a stop string is held back, as is a
+    trailing incomplete UTF-8 sequence, so a streamed delta never has to be taken back.
+    """
+
+    def __init__(self, tokenizer: Any, eos_ids: frozenset[int], stops: tuple[str, ...], max_new_tokens: int) -> None:
+        self._tokenizer = tokenizer
+        self._eos_ids = eos_ids
+        self._stops = stops
+        self._holdback = max((len(stop) for stop in stops), default=1) - 1
+        self.max_new_tokens = max_new_tokens
+        self.token_ids: list[int] = []
+        self._emitted = 0
+        self._text = ""
+
+    @property
+    def generated_tokens(self) -> int:
+        return len(self.token_ids)
+
+    def add(self, token_id: int) -> tuple[str, FinishReason | None]:
+        """Feed one generated token; returns (new text, finish reason or None)."""
+        self.token_ids.append(token_id)
+        if token_id in self._eos_ids:
+            return self.flush(), "stop"
+        self._text = self._tokenizer.decode(
+            self.token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+        if self._stops:
+            search_from = max(0, self._emitted - self._holdback)
+            hits = [index for stop in self._stops if (index := self._text.find(stop, search_from)) >= 0]
+            if hits:
+                cut = min(hits)
+                delta = self._text[self._emitted:cut]
+                self._emitted = cut
+                return delta, "stop"
+        if len(self.token_ids) >= self.max_new_tokens:
+            return self.flush(), "length"
+        safe_end = len(self._text) - self._holdback
+        while safe_end > self._emitted and self._text[safe_end - 1] == REPLACEMENT_CHAR:
+            safe_end -= 1
+        if safe_end <= self._emitted:
+            return "", None
+        delta = self._text[self._emitted:safe_end]
+        self._emitted = safe_end
+        return delta, None
+
+    def flush(self) -> str:
+        """Release any held-back text: the row ends without a stop string after it."""
+        delta = self._text[self._emitted:]
+        self._emitted = len(self._text)
+        return delta
+
+
+@dataclass
+class DecodingRow:
+    """One request inside a batch: its settings, progress and where its events go."""
+
+    request: GenerationRequest
+    prompt_ids: list[int]
+    adapter: str | None
+    assembler: TextAssembler
+    emit: Callable[[GenerationEvent | BaseException], None]
+    generator: torch.Generator | None = None
+    finished: bool = False
+    cancelled: bool = False
+    _counts: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.finished or self.cancelled
+
+    def penalties(self, vocab_size: int) -> torch.Tensor | None:
+        """OpenAI presence/frequency penalties over the tokens generated so far."""
+        request = self.request
+        if not (request.presence_penalty or request.frequency_penalty) or not self.assembler.token_ids:
+            return None
+        counts = torch.bincount(torch.tensor(self.assembler.token_ids), minlength=vocab_size)[:vocab_size].float()
+        return counts * request.frequency_penalty + (counts > 0).float() * request.presence_penalty
+
+
+class PerRowSampler(LogitsProcessor):
+    """Samples each row with its own temperature, top-p and seeded generator.
+
+    The batch runs ``generate`` greedily; for sampled rows this processor draws the token
+    itself and leaves only that token finite, so greedy selection picks it.
+    """
+
+    def __init__(self, rows: list[DecodingRow]) -> None:
+        self._rows = rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.clone()  # (batch, vocab)
+        for index, row in enumerate(self._rows):
+            if row.done:
+                continue
+            penalty = row.penalties(scores.shape[-1])
+            if penalty is not None:
+                scores[index] -= penalty
+            if row.request.temperature == 0.0:
+                continue
+            logits = scores[index] / row.request.temperature  # (vocab,)
+            probabilities = torch.softmax(logits, dim=-1)
+            if row.request.top_p < 1.0:
+                sorted_probs, order = torch.sort(probabilities, descending=True)
+                outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= row.request.top_p
+                sorted_probs[outside] = 0.0
+                probabilities = torch.zeros_like(probabilities).scatter(0, order, sorted_probs)
+            token = torch.multinomial(probabilities, 1, generator=row.generator)
+            chosen = torch.full_like(scores[index], float("-inf"))
+            chosen[token] = 0.0
+            scores[index] = chosen
+        return scores
+
+
+class RowStopper(StoppingCriteria):
+    """Stops each row on its own EOS, stop string, budget, or client disconnect."""
+
+    def __init__(self, rows: list[DecodingRow]) -> None:
+        self._rows = rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        return torch.tensor([row.done for row in self._rows], dtype=torch.bool)
+
+
+class RowStreamer(BaseStreamer):
+    """Receives each step's tokens for the whole batch and emits per-row events."""
+
+    def __init__(self, rows: list[DecodingRow]) -> None:
+        self._rows = rows
+        self._seen_prompt = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._seen_prompt:  # generate() first hands over the prompt ids
+            self._seen_prompt = True
+            return
+        for row, token in zip(self._rows, value.reshape(-1).tolist()):
+            if row.done:
+                continue
+            text, finish = row.assembler.add(int(token))
+            if finish is not None:
+                row.finished = True
+                row.emit(self._event(row, text, finish))
+            elif text:
+                row.emit(GenerationEvent(text=text))
+
+    def end(self) -> None:
+        for row in self._rows:
+            if not row.done:  # the batch ran out of steps: this row hit its budget
+                row.finished = True
+                row.emit(self._event(row, row.assembler.flush(), "length"))
+
+    @staticmethod
+    def _event(row: DecodingRow, text: str, finish: FinishReason) -> GenerationEvent:
+        return GenerationEvent(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=len(row.prompt_ids),
+            completion_tokens=row.assembler.generated_tokens,
+        )

@@ -1,0 +1,48 @@
+"""The one record of a routing decision.
+
+The router produces it, the cache stores it unchanged, the API returns it as metadata and the
+learner consumes it, so every consumer agrees on what was decided.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Policy = Literal["default", "static", "online", "explicit"]
+CacheSource = Literal["miss", "l1", "redis"]
+
+
+class RankedExpert(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expert: str
+    score: float = Field(description="Higher is better; comparable within one decision only.")
+
+
+class RouteDecision(BaseModel):
+    """Which expert answers, chosen how, and how sure the router was."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expert: str = Field(description="Expert that answers the request.")
+    policy: Policy = Field(description="default | static | online | explicit.")
+    category: str | None = Field(None, description="Stage-1 category; None when not computed.")
+    probabilities: dict[str, float] | None = Field(None, description="Stage-1 p(category | request).")
+    confidence: float | None = Field(None, description="Top category probability.")
+    ranked: tuple[RankedExpert, ...] = Field((), description="Alternatives, best first.")
+    uncertain: bool = Field(False, description="True when the uncertainty fallback chose the expert.")
+    reason: str | None = Field(None, description="Why the fallback or policy applied.")
+    router_version: str | None = Field(None, description="Router artifact version that decided.")
+    cache: CacheSource | None = Field(None, description="Where the decision came from, when cached routing ran.")
+
+    def headers(self) -> dict[str, str]:
+        """Route metadata as ``x-coe-*`` response headers; ``none`` marks a value not computed."""
+        return {
+            "x-coe-expert": self.expert,
+            "x-coe-policy": self.policy,
+            "x-coe-category": self.category or "none",
+            "x-coe-route-confidence": "none" if self.confidence is None else f"{self.confidence:.4f}",
+            "x-coe-router-version": self.router_version or "none",
+        }

@@ -1,0 +1,27 @@
+"""Turn a request's ``model`` into a route decision when no trained router is involved."""
+
+from __future__ import annotations
+
+from services.config import AppConfig
+from services.errors import ModelNotFoundError
+from services.router.decision import RouteDecision
+
+AUTO_MODEL = "auto"
+
+
+def resolve_explicit(config: AppConfig, model: str) -> RouteDecision:
+    """A request that names an expert goes there: policy ``explicit``, no category computed."""
+    expert = config.find_expert(model)
+    if expert is None:
+        known = ", ".join([AUTO_MODEL, *(e.name for e in config.experts), *config.model_aliases()])
+        raise ModelNotFoundError(f"The model '{model}' does not exist. Available models: {known}.")
+    return RouteDecision(expert=expert.name, policy="explicit")
+
+
+def resolve_default(config: AppConfig) -> RouteDecision:
+    """``model: auto`` without a router: the configured default expert answers."""
+    return RouteDecision(
+        expert=config.default_expert,
+        policy="default",
+        reason="no router configured; default_expert answers",
+    )

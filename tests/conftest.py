@@ -1,0 +1,127 @@
+"""Shared fixtures: one Ray cluster, one served app and one tokenizer for the whole session.
+
+Everything is real: the SmolLM2 model and its LoRA adapters in a Ray Serve replica, HTTP over
+TCP, and the official ``openai`` client.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from services.config import DEFAULT_CONFIG_PATH, AppConfig, parse_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TEST_INGRESS_LIMIT = 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_config_dict() -> dict[str, Any]:
+    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
+
+
+def config_from(raw: dict[str, Any]) -> AppConfig:
+    return parse_config(raw, folder=DEFAULT_CONFIG_PATH.parent, source="test config")
+
+
+@pytest.fixture(scope="session")
+def http_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def app_config(http_port: int) -> AppConfig:
+    """The default config, plus a remote expert that is this very app reached over HTTP."""
+    raw = copy.deepcopy(default_config_dict())
+    raw["experts"].append(
+        {
+            "name": "remote-smollm2",
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{http_port}/v1",
+            "model": "smollm2",
+            "cost": 0.135,
+            "api_key_env": "COE_TEST_REMOTE_KEY",
+            "timeout_s": 120,
+        }
+    )
+    raw["ingress"]["max_concurrent_requests"] = TEST_INGRESS_LIMIT
+    return config_from(raw)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(http_port: int) -> Iterator[None]:
+    import ray
+    from ray import serve
+
+    os.environ["COE_TEST_REMOTE_KEY"] = "test-key-from-environment"
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+    yield
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_cluster: None, app_config: AppConfig, http_port: int) -> str:
+    """URL of the served app (started once per session)."""
+    from ray import serve
+
+    from deployments.app import build_app_from_config
+    from deployments.local import wait_until_ready
+
+    serve.run(build_app_from_config(app_config), name=app_config.app_name, route_prefix="/")
+    url = f"http://127.0.0.1:{http_port}"
+    wait_until_ready(url, timeout_s=300)
+    return url
+
+
+@pytest.fixture(scope="session")
+def openai_client(base_url: str) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def http(base_url: str) -> Iterator[Any]:
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    """The default expert's real tokenizer (from the GGUF file), without the model weights."""
+    from transformers import AutoTokenizer
+
+    from services.experts.config import GGUFExpert
+    from services.experts.loading import locate_weights
+
+    base = config_from(default_config_dict()).expert("smollm2")
+    assert isinstance(base, GGUFExpert)
+    location = locate_weights(base)
+    return AutoTokenizer.from_pretrained(str(location.folder), gguf_file=location.gguf_file, local_files_only=True)
+
+
+@pytest.fixture
+def tmp_config_file(tmp_path: Path) -> Any:
+    def write(raw: dict[str, Any]) -> Path:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        return path
+
+    return write
