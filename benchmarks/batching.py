@@ -87,6 +87,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     axis.bar([str(row["concurrency"]) for row in rows], [row["tokens_per_s"] for row in rows], color="#3b7dd8")
     for index, row in enumerate(rows):
         axis.text(index, row["tokens_per_s"], f"{row['speedup_vs_sequential']:.1f}×", ha="center", va="bottom")
+    axis.set_ylim(0, max(row["tokens_per_s"] for row in rows) * 1.15)
     axis.set_xlabel("requests in flight")
     axis.set_ylabel("completion tokens / s")
     axis.set_title(f"Batching on {summary['model']} ({summary['requests']} requests, {summary['max_tokens']} max tokens)")

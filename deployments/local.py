@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
+from types import FrameType
 from typing import Iterator
 
 from services.config import AppConfig
@@ -42,6 +44,20 @@ def display_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt, so shutdown runs in ``finally``.
+
+    Called after ``ray.init``, whose own SIGTERM handler would end the process without
+    stopping Serve; also restores Ctrl-C when the shell started us with SIGINT ignored.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 @contextlib.contextmanager
 def running_app(
     config: AppConfig,
@@ -67,6 +83,7 @@ def running_app(
         ray.init(address=address)
     else:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+    stop_on_signals()
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(build_app_from_config(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False)
@@ -74,7 +91,9 @@ def running_app(
         wait_until_ready(url, ready_timeout_s)
         yield url
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         try:
             serve.shutdown()
         finally:
             ray.shutdown()
+            signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -44,3 +44,43 @@ def test_bench_lists_and_checks_names() -> None:
     assert "batching" in coe("bench", "list").stdout.split()
     unknown = coe("bench", "../etc/passwd")
     assert unknown.returncode == 2 and "unknown benchmark" in unknown.stderr
+
+
+def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """`coe serve` as a user runs it: its own Ray instance, ready URL printed, Ctrl-C stops it."""
+    import os
+    import signal
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    log_path = tmp_path / "serve.log"  # Ray logs a lot; a file cannot fill up and block it like a pipe
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [COE, "serve", "--port", str(port), "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=log, text=True, env=env
+    )
+    try:
+        assert process.stdout is not None
+        first_line = process.stdout.readline()  # blocks until ready (or the process ends)
+        assert f"ready at http://127.0.0.1:{port}" in first_line, log_path.read_text()[-3000:]
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+            timeout=120,
+        )
+        assert reply.status_code == 200 and reply.headers["x-coe-policy"] == "default"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+        log.close()
+    assert process.returncode == 0
+    assert "coe-router stopped." in log_path.read_text()
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        still_listening = True
+    except httpx.HTTPError:
+        still_listening = False
+    assert not still_listening

@@ -40,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
             continue
         from router_training.adapters.train import LoRATrainingArgs, train_adapter
 
+        if not recipe.data_path.is_file():
+            from router_training.adapters.recipes import SEED_DATA_DIR
+            from router_training.adapters.seed_data import write_seed_data
+
+            write_seed_data(SEED_DATA_DIR)
+            print(f"wrote seed data to {SEED_DATA_DIR}")
+
         base = config.expert(expert.base)
         assert isinstance(base, (HFExpert, GGUFExpert))
         manifest = train_adapter(base, expert, recipe, LoRATrainingArgs(epochs=args.epochs, seed=args.seed))

@@ -8,10 +8,8 @@ Serve and Ray down cleanly.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
-from types import FrameType
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,16 +23,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=run)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     from deployments.local import running_app
     from services.config import load_config
 
     config = load_config(args.config)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         with running_app(
             config,
