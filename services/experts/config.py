@@ -57,7 +57,7 @@ class BatchingOptions(FrozenModel):
     """How a local expert groups concurrent requests into one forward pass."""
 
     max_batch_size: int = Field(8, ge=1, le=256, description="Rows decoded together.")
-    batch_wait_ms: float = Field(15.0, ge=0, description="How long to wait for more requests before starting a batch.")
+    batch_wait_ms: float = Field(15.0, ge=0, description="How long an idle expert waits for more arrivals to prefill together.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: all cores.")
 
 

@@ -1,8 +1,8 @@
 """Per-row decoding state for batched generation.
 
-``transformers.generate`` runs one batch with one set of settings; these hooks give every row
-its own sampling settings, seed, token budget and stop strings, so requests with different
-settings (and, through PEFT, different adapters) still share one forward pass.
+Every row of a batch keeps its own sampling settings, seed, token budget and stop strings, so
+requests with different settings (and, through PEFT, different adapters) still share one
+forward pass.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from transformers import LogitsProcessor, StoppingCriteria
-from transformers.generation.streamers import BaseStreamer
 
 from services.experts.generation import FinishReason, GenerationEvent, GenerationRequest
 
@@ -101,82 +99,50 @@ class DecodingRow:
         return counts * request.frequency_penalty + (counts > 0).float() * request.presence_penalty
 
 
-class PerRowSampler(LogitsProcessor):
-    """Samples each row with its own temperature, top-p and seeded generator.
+def choose_tokens(rows: list[DecodingRow], logits: torch.Tensor) -> torch.Tensor:
+    """Next token of every row, each with its own penalties, temperature, top-p and seed.
 
-    The batch runs ``generate`` greedily; for sampled rows this processor draws the token
-    itself and leaves only that token finite, so greedy selection picks it.
+    ``logits`` is ``(batch, vocab)`` for the last position; greedy rows take the arg-max,
+    sampled rows draw from their own generator so a seed reproduces the same text whatever
+    else shares the batch.
     """
-
-    def __init__(self, rows: list[DecodingRow]) -> None:
-        self._rows = rows
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        scores = scores.clone()  # (batch, vocab)
-        for index, row in enumerate(self._rows):
-            if row.done:
-                continue
-            penalty = row.penalties(scores.shape[-1])
-            if penalty is not None:
-                scores[index] -= penalty
-            if row.request.temperature == 0.0:
-                continue
-            logits = scores[index] / row.request.temperature  # (vocab,)
-            probabilities = torch.softmax(logits, dim=-1)
-            if row.request.top_p < 1.0:
-                sorted_probs, order = torch.sort(probabilities, descending=True)
-                outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= row.request.top_p
-                sorted_probs[outside] = 0.0
-                probabilities = torch.zeros_like(probabilities).scatter(0, order, sorted_probs)
-            token = torch.multinomial(probabilities, 1, generator=row.generator)
-            chosen = torch.full_like(scores[index], float("-inf"))
-            chosen[token] = 0.0
-            scores[index] = chosen
-        return scores
+    logits = logits.float()
+    tokens = logits.argmax(dim=-1)  # (batch,)
+    for index, row in enumerate(rows):
+        if row.done:
+            continue
+        scores = logits[index]  # (vocab,)
+        penalty = row.penalties(scores.shape[-1])
+        if penalty is not None:
+            scores = scores - penalty
+        if row.request.temperature == 0.0:
+            tokens[index] = scores.argmax()
+            continue
+        probabilities = torch.softmax(scores / row.request.temperature, dim=-1)
+        if row.request.top_p < 1.0:
+            sorted_probs, order = torch.sort(probabilities, descending=True)
+            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= row.request.top_p
+            sorted_probs[outside] = 0.0
+            probabilities = torch.zeros_like(probabilities).scatter(0, order, sorted_probs)
+        tokens[index] = torch.multinomial(probabilities, 1, generator=row.generator)[0]
+    return tokens
 
 
-class RowStopper(StoppingCriteria):
-    """Stops each row on its own EOS, stop string, budget, or client disconnect."""
-
-    def __init__(self, rows: list[DecodingRow]) -> None:
-        self._rows = rows
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
-        return torch.tensor([row.done for row in self._rows], dtype=torch.bool)
-
-
-class RowStreamer(BaseStreamer):
-    """Receives each step's tokens for the whole batch and emits per-row events."""
-
-    def __init__(self, rows: list[DecodingRow]) -> None:
-        self._rows = rows
-        self._seen_prompt = False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._seen_prompt:  # generate() first hands over the prompt ids
-            self._seen_prompt = True
-            return
-        for row, token in zip(self._rows, value.reshape(-1).tolist()):
-            if row.done:
-                continue
-            text, finish = row.assembler.add(int(token))
-            if finish is not None:
-                row.finished = True
-                row.emit(self._event(row, text, finish))
-            elif text:
-                row.emit(GenerationEvent(text=text))
-
-    def end(self) -> None:
-        for row in self._rows:
-            if not row.done:  # the batch ran out of steps: this row hit its budget
-                row.finished = True
-                row.emit(self._event(row, row.assembler.flush(), "length"))
-
-    @staticmethod
-    def _event(row: DecodingRow, text: str, finish: FinishReason) -> GenerationEvent:
-        return GenerationEvent(
-            text=text,
-            finish_reason=finish,
-            prompt_tokens=len(row.prompt_ids),
-            completion_tokens=row.assembler.generated_tokens,
-        )
+def advance_rows(rows: list[DecodingRow], tokens: list[int]) -> None:
+    """Feed each live row its new token and emit what the client should see."""
+    for row, token in zip(rows, tokens):
+        if row.done:
+            continue
+        text, finish = row.assembler.add(int(token))
+        if finish is not None:
+            row.finished = True
+            row.emit(
+                GenerationEvent(
+                    text=text,
+                    finish_reason=finish,
+                    prompt_tokens=len(row.prompt_ids),
+                    completion_tokens=row.assembler.generated_tokens,
+                )
+            )
+        elif text:
+            row.emit(GenerationEvent(text=text))

@@ -1,12 +1,14 @@
-"""Batched generation for one local base model and the LoRA adapters on it.
+"""Continuous batching for one local base model and the LoRA adapters on it.
 
-Concurrent requests wait a few milliseconds in a queue and are then decoded together in one
-``generate`` call. Rows keep their own settings (see ``decoding``), and PEFT's mixed-adapter
-batches apply each row's adapter, so one batch can serve several LoRA experts at once without
-ever switching the model's active adapter under a running request.
+One worker thread owns the model. It decodes all active requests together, one token per step,
+and admits new requests between steps: a newcomer's prompt is prefilled (together with any
+others that arrived) and its key/value cache is merged into the running batch, so a request
+never waits for the others to finish. Finished rows leave the batch at once.
 
-All model work (generation, adapter loading and unloading) runs on one worker thread, which
-serialises it without locks around the model and keeps the replica's event loop free.
+Rows keep their own settings (see ``decoding``), and PEFT's mixed-adapter forward applies each
+row's adapter, so one batch serves several LoRA experts without ever switching the model's
+active adapter. Adapter loading and unloading run on the same thread between steps, which
+serialises every change to the model without locks around it.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
 from services.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
 from services.experts.config import BatchingOptions
-from services.experts.decoding import DecodingRow, PerRowSampler, RowStopper, RowStreamer, TextAssembler
+from services.experts.decoding import DecodingRow, TextAssembler, advance_rows, choose_tokens
 from services.experts.generation import GenerationEvent, GenerationRequest
 from services.experts.loading import eos_token_ids
+from services.experts.kv_batch import KVBatch
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +43,17 @@ BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter bat
 class EngineStats:
     """Counters a benchmark or metrics endpoint can read."""
 
-    batches: int = 0
+    steps: int = 0
+    prefills: int = 0
     rows: int = 0
     generated_tokens: int = 0
     busy_seconds: float = 0.0
     largest_batch: int = 0
+    active_rows: int = 0  # rows in the running batch right now
 
 
 class BatchingEngine:
-    """Serves generation requests for one base model in shared batches."""
+    """Serves generation requests for one base model in a continuously refilled batch."""
 
     def __init__(self, model: Any, tokenizer: Any, batching: BatchingOptions, *, name: str = "expert") -> None:
         self._base_model = model
@@ -57,15 +61,18 @@ class BatchingEngine:
         self._tokenizer = tokenizer
         self._eos_ids = eos_token_ids(model, tokenizer)
         self._options = batching
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
         self._lock = threading.Lock()
+        self._wakeup = threading.Event()
         self._pending: deque[DecodingRow] = deque()
+        self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._adapter_users: Counter[str] = Counter()
         self._adapters: dict[str, int] = {}  # loaded adapter name -> generation of its latest load
         self._load_generations = itertools.count(1)
-        self._wakeup: asyncio.Event | None = None
-        self._scheduler: asyncio.Task[None] | None = None
+        self._batch: KVBatch | None = None
+        self._closed = False
         self.stats = EngineStats()
+        self._worker = threading.Thread(target=self._work, name=f"engine-{name}", daemon=True)
+        self._worker.start()
 
     # ------------------------------------------------------------------ requests
     def tokenize_prompt(self, request: GenerationRequest) -> list[int]:
@@ -112,7 +119,11 @@ class BatchingEngine:
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             generator=self._generator_for(request),
         )
-        self._enqueue(row)
+        with self._lock:
+            self._pending.append(row)
+            if adapter is not None:
+                self._adapter_users[adapter] += 1
+        self._wakeup.set()
         try:
             while True:
                 item = await queue.get()
@@ -134,86 +145,112 @@ class BatchingEngine:
         seed = request.seed if request.seed is not None else random.getrandbits(63)
         return torch.Generator().manual_seed(seed % (2**63))
 
-    def _enqueue(self, row: DecodingRow) -> None:
-        with self._lock:
-            self._pending.append(row)
-            if row.adapter is not None:
-                self._adapter_users[row.adapter] += 1
-        if self._scheduler is None or self._scheduler.done():
-            self._wakeup = asyncio.Event()
-            self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
-        assert self._wakeup is not None
-        self._wakeup.set()
-
-    # ------------------------------------------------------------------ batching
-    async def _schedule(self) -> None:
-        loop = asyncio.get_running_loop()
-        assert self._wakeup is not None
-        while True:
-            await self._wakeup.wait()
-            if self._options.batch_wait_ms and len(self._pending) < self._options.max_batch_size:
-                await asyncio.sleep(self._options.batch_wait_ms / 1000.0)
-            with self._lock:
-                batch: list[DecodingRow] = []
-                while self._pending and len(batch) < self._options.max_batch_size:
-                    row = self._pending.popleft()
-                    if not row.cancelled:
-                        batch.append(row)
-                if not self._pending:
+    # ------------------------------------------------------------------ worker
+    def _work(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self._closed:
+            try:
+                self._run_commands()
+                idle = self._batch is None
+                if idle and not self._pending:
+                    self._wakeup.wait(timeout=1.0)
                     self._wakeup.clear()
-            if batch:
-                await loop.run_in_executor(self._executor, self._run_batch, batch)
+                    continue
+                if idle and self._options.batch_wait_ms and len(self._pending) < self._options.max_batch_size:
+                    time.sleep(self._options.batch_wait_ms / 1000.0)  # let concurrent arrivals prefill together
+                started = time.perf_counter()
+                self._admit()
+                if self._batch is not None:
+                    self._step()
+                self.stats.busy_seconds += time.perf_counter() - started
+            except Exception:  # the worker must survive anything a batch does
+                logger.exception("engine step failed")
 
-    def _run_batch(self, rows: list[DecodingRow]) -> None:
-        started = time.perf_counter()
-        try:
-            self._generate_batch(rows)
-        except Exception as exc:  # a failed batch fails its rows, never the replica
-            logger.exception("batch of %d rows failed", len(rows))
-            for row in rows:
-                if not row.done:
-                    row.finished = True
-                    row.emit(ServiceUnavailableError(f"generation failed: {exc.__class__.__name__}: {exc}"))
-        finally:
-            self.stats.batches += 1
-            self.stats.rows += len(rows)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(rows))
-            self.stats.generated_tokens += sum(row.assembler.generated_tokens for row in rows)
-            self.stats.busy_seconds += time.perf_counter() - started
+    def _run_commands(self) -> None:
+        while self._commands:
+            command, future = self._commands.popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(command())
+                except Exception as exc:
+                    future.set_exception(exc)
 
-    def _generate_batch(self, rows: list[DecodingRow]) -> None:
+    def _submit(self, command: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._commands.append((command, future))
+        self._wakeup.set()
+        return future
+
+    def _adapter_names(self, rows: list[DecodingRow]) -> dict[str, Any]:
+        if not self._adapters:
+            return {}
+        return {"adapter_names": [row.adapter or BASE_ADAPTER for row in rows]}
+
+    def _fail(self, rows: list[DecodingRow], error: BaseException) -> None:
         for row in rows:
-            if row.adapter is not None and row.adapter not in self._adapters and not row.done:
+            if not row.done:
                 row.finished = True
-                row.emit(ServiceUnavailableError(f"adapter '{row.adapter}' was unloaded; retry the request"))
-        live = [row for row in rows if not row.done]
-        if not live:
+                row.emit(error)
+
+    def _admit(self) -> None:
+        """Prefill waiting requests and merge them into the running batch."""
+        room = self._options.max_batch_size - (len(self._batch.rows) if self._batch else 0)
+        with self._lock:
+            newcomers: list[DecodingRow] = []
+            while self._pending and len(newcomers) < room:
+                row = self._pending.popleft()
+                if not row.cancelled:
+                    newcomers.append(row)
+        for row in newcomers:
+            if row.adapter is not None and row.adapter not in self._adapters:
+                self._fail([row], ServiceUnavailableError(f"adapter '{row.adapter}' was unloaded; retry the request"))
+        newcomers = [row for row in newcomers if not row.done]
+        if not newcomers:
             return
-        encoded = self._tokenizer.pad({"input_ids": [row.prompt_ids for row in live]}, padding=True, return_tensors="pt")
-        config = GenerationConfig(
-            max_new_tokens=max(row.assembler.max_new_tokens for row in live),
-            do_sample=False,
-            pad_token_id=self._tokenizer.pad_token_id,
-            eos_token_id=sorted(self._eos_ids),
-        )
-        extra: dict[str, Any] = {}
-        if self._adapters:
-            extra["adapter_names"] = [row.adapter or BASE_ADAPTER for row in live]
-        with torch.inference_mode():
-            self._model.generate(
-                input_ids=encoded["input_ids"],
-                attention_mask=encoded["attention_mask"],
-                generation_config=config,
-                logits_processor=LogitsProcessorList([PerRowSampler(live)]),
-                stopping_criteria=StoppingCriteriaList([RowStopper(live)]),
-                streamer=RowStreamer(live),
-                **extra,
-            )
+        try:
+            incoming = KVBatch.prefill(self._model, self._tokenizer, newcomers, self._adapter_names(newcomers))
+            tokens = choose_tokens(newcomers, incoming.last_logits)
+        except Exception as exc:
+            logger.exception("prefill of %d rows failed", len(newcomers))
+            self._fail(newcomers, ServiceUnavailableError(f"generation failed: {exc.__class__.__name__}: {exc}"))
+            return
+        self.stats.prefills += 1
+        self.stats.rows += len(newcomers)
+        self._advance(incoming, tokens)
+        self._batch = incoming if self._batch is None else self._batch.merge(incoming)
+        self._batch = self._batch.without_finished()
+        self.stats.active_rows = len(self._batch.rows) if self._batch else 0
+        self.stats.largest_batch = max(self.stats.largest_batch, self.stats.active_rows)
+
+    def _step(self) -> None:
+        """Decode one token for every active row."""
+        batch = self._batch.without_finished() if self._batch else None
+        self._batch = batch
+        if batch is None:
+            return
+        try:
+            batch.decode_step(self._model, self._adapter_names(batch.rows))
+            tokens = choose_tokens(batch.rows, batch.last_logits)
+        except Exception as exc:
+            logger.exception("decode step of %d rows failed", len(batch.rows))
+            self._fail(batch.rows, ServiceUnavailableError(f"generation failed: {exc.__class__.__name__}: {exc}"))
+            self._batch = None
+            return
+        self.stats.steps += 1
+        self._advance(batch, tokens)
+        self._batch = batch.without_finished()
+        self.stats.active_rows = len(self._batch.rows) if self._batch else 0
+
+    def _advance(self, batch: KVBatch, tokens: torch.Tensor) -> None:
+        live = sum(not row.done for row in batch.rows)
+        advance_rows(batch.rows, tokens.tolist())
+        batch.next_tokens = tokens
+        self.stats.generated_tokens += live
 
     # ------------------------------------------------------------------ adapters
     async def load_adapter(self, name: str, path: Path) -> int:
         """Load a PEFT adapter (idempotent); returns the load's generation for a later release."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._load_adapter, name, path)
+        return await asyncio.wrap_future(self._submit(lambda: self._load_adapter(name, path)))
 
     def _load_adapter(self, name: str, path: Path) -> int:
         from peft import PeftModel
@@ -231,10 +268,8 @@ class BatchingEngine:
 
     def release_adapter(self, name: str, generation: int) -> None:
         """Unload an adapter once nothing uses it; safe to call from any thread."""
-        try:
-            self._executor.submit(self._release_adapter, name, generation)
-        except RuntimeError:  # the engine is shutting down; the adapter goes with it
-            pass
+        if not self._closed:
+            self._submit(lambda: self._release_adapter(name, generation))
 
     def _release_adapter(self, name: str, generation: int) -> None:
         with self._lock:
@@ -250,4 +285,5 @@ class BatchingEngine:
         return sorted(self._adapters)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._closed = True
+        self._wakeup.set()
