@@ -41,13 +41,23 @@ from services.router.resolve import AUTO_MODEL, resolve_default, resolve_explici
 
 logger = logging.getLogger(__name__)
 
+
 def as_coe_error(exc: BaseException) -> CoeError:
-    """Errors raised in a replica arrive wrapped by Ray; find the domain error inside."""
+    """Errors raised in a replica arrive wrapped by Ray; find the domain error inside.
+
+    Ray's wrapper also passes ``isinstance`` checks for the original class, but only the
+    original (its ``cause``) carries the instance attributes, such as an upstream's status.
+    """
     seen: BaseException | None = exc
-    while seen is not None:
+    for _ in range(8):
+        if seen is None:
+            break
+        cause = getattr(seen, "cause", None)
+        if isinstance(cause, BaseException):
+            seen = cause
         if isinstance(seen, CoeError):
             return seen
-        seen = getattr(seen, "cause", None) or seen.__cause__
+        seen = seen.__cause__
     from ray import exceptions as ray_exceptions
 
     if isinstance(exc, (ray_exceptions.RayActorError, ray_exceptions.ActorUnavailableError)):
@@ -63,8 +73,11 @@ def as_coe_error(exc: BaseException) -> CoeError:
     return CoeError(f"internal error: {exc.__class__.__name__}")
 
 
-def error_response(error: CoeError, retry_after_s: int = 1) -> JSONResponse:
-    headers = {"Retry-After": str(retry_after_s)} if error.status_code in (429, 503) else None
+def error_response(error: CoeError) -> JSONResponse:
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is None and error.status_code in (429, 503):
+        retry_after_s = 1
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
 
 
@@ -92,14 +105,16 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 class ConcurrencyLimiter:
     """Counts chat requests in flight; over the limit the request gets 429 at once."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, retry_after_s: int) -> None:
         self.limit = limit
+        self.retry_after_s = retry_after_s
         self.in_flight = 0
 
     def acquire(self) -> None:
         if self.in_flight >= self.limit:
             raise OverloadedError(
-                f"coe-router is at its limit of {self.limit} concurrent requests; retry after a moment"
+                f"coe-router is at its limit of {self.limit} concurrent requests; retry after a moment",
+                retry_after_s=self.retry_after_s,
             )
         self.in_flight += 1
 
@@ -113,7 +128,7 @@ class Ingress:
     def __init__(self, config: AppConfig, experts: dict[str, Any]) -> None:
         self._config = config
         self._experts = experts  # deployment name -> DeploymentHandle
-        self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests)
+        self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests, config.ingress.retry_after_s)
         self._costs = resolve_costs(config)
         self._created = now()
 
@@ -195,6 +210,9 @@ class Ingress:
                 texts.append(event.text)
         except Exception as exc:
             raise as_coe_error(exc) from exc
+        finally:
+            if event.finish_reason is None:  # failed or the client left: stop generating for nobody
+                stream.cancel()
         completion = ChatCompletion(
             id=completion_id,
             created=now(),

@@ -80,8 +80,16 @@ class OverloadedError(CoeError):
     status_code = 429
     error_type = "rate_limit_error"
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = "rate_limit_exceeded") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = "rate_limit_exceeded",
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(message, param=param, code=code)
+        self.retry_after_s = retry_after_s
 
 
 class UpstreamError(CoeError):

@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TEST_INGRESS_LIMIT = 8
+TEST_RETRY_AFTER_S = 2
 
 
 def free_port() -> int:
@@ -57,7 +58,18 @@ def app_config(http_port: int) -> AppConfig:
             "timeout_s": 120,
         }
     )
+    raw["experts"].append(
+        {
+            "name": "remote-without-key",
+            "kind": "openai",
+            "base_url": f"http://127.0.0.1:{http_port}/v1",
+            "model": "smollm2",
+            "cost": 0.135,
+            "api_key_env": "COE_TEST_UNSET_KEY",
+        }
+    )
     raw["ingress"]["max_concurrent_requests"] = TEST_INGRESS_LIMIT
+    raw["ingress"]["retry_after_s"] = TEST_RETRY_AFTER_S
     return config_from(raw)
 
 
@@ -67,6 +79,7 @@ def ray_cluster(http_port: int) -> Iterator[None]:
     from ray import serve
 
     os.environ["COE_TEST_REMOTE_KEY"] = "test-key-from-environment"
+    os.environ.pop("COE_TEST_UNSET_KEY", None)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     yield

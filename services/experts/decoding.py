@@ -21,7 +21,8 @@ class TextAssembler:
     """Turns a row's tokens into text deltas, honouring stop strings and EOS.
 
     Text that could still turn out to be the start of a stop string is held back, as is a
-    trailing incomplete UTF-8 sequence, so a streamed delta never has to be taken back.
+    trailing incomplete UTF-8 sequence, so a streamed delta never has to be taken back. Only a
+    short window of recent tokens is decoded per step, so long answers stay linear in cost.
     """
 
     def __init__(self, tokenizer: Any, eos_ids: frozenset[int], stops: tuple[str, ...], max_new_tokens: int) -> None:
@@ -31,43 +32,53 @@ class TextAssembler:
         self._holdback = max((len(stop) for stop in stops), default=1) - 1
         self.max_new_tokens = max_new_tokens
         self.token_ids: list[int] = []
-        self._emitted = 0
-        self._text = ""
+        self._text = ""  # decoded so far (complete characters only)
+        self._emitted = 0  # characters of _text already sent
+        self._prefix_offset = 0  # decoding window: tokens [prefix, read) are already in _text
+        self._read_offset = 0
 
     @property
     def generated_tokens(self) -> int:
         return len(self.token_ids)
+
+    def _decode(self, token_ids: list[int]) -> str:
+        return self._tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _extend_text(self, final: bool = False) -> None:
+        """Append the text the newest tokens complete; a partial character waits unless final."""
+        seen = self._decode(self.token_ids[self._prefix_offset : self._read_offset])
+        current = self._decode(self.token_ids[self._prefix_offset :])
+        if len(current) > len(seen) and (final or not current.endswith(REPLACEMENT_CHAR)):
+            self._text += current[len(seen) :]
+            self._prefix_offset, self._read_offset = self._read_offset, len(self.token_ids)
 
     def add(self, token_id: int) -> tuple[str, FinishReason | None]:
         """Feed one generated token; returns (new text, finish reason or None)."""
         self.token_ids.append(token_id)
         if token_id in self._eos_ids:
             return self.flush(), "stop"
-        self._text = self._tokenizer.decode(
-            self.token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
+        self._extend_text()
         if self._stops:
             search_from = max(0, self._emitted - self._holdback)
             hits = [index for stop in self._stops if (index := self._text.find(stop, search_from)) >= 0]
             if hits:
                 cut = min(hits)
-                delta = self._text[self._emitted:cut]
+                delta = self._text[self._emitted : cut]
                 self._emitted = cut
                 return delta, "stop"
         if len(self.token_ids) >= self.max_new_tokens:
             return self.flush(), "length"
         safe_end = len(self._text) - self._holdback
-        while safe_end > self._emitted and self._text[safe_end - 1] == REPLACEMENT_CHAR:
-            safe_end -= 1
         if safe_end <= self._emitted:
             return "", None
-        delta = self._text[self._emitted:safe_end]
+        delta = self._text[self._emitted : safe_end]
         self._emitted = safe_end
         return delta, None
 
     def flush(self) -> str:
         """Release any held-back text: the row ends without a stop string after it."""
-        delta = self._text[self._emitted:]
+        self._extend_text(final=True)
+        delta = self._text[self._emitted :]
         self._emitted = len(self._text)
         return delta
 

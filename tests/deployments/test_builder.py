@@ -14,7 +14,12 @@ from services.config import load_config
 
 
 def test_plan_has_one_deployment_per_base_and_remote_plus_ingress(app_config) -> None:
-    assert sorted(deployment_plan(app_config)) == ["expert-remote-smollm2", "expert-smollm2", "ingress"]
+    assert sorted(deployment_plan(app_config)) == [
+        "expert-remote-smollm2",
+        "expert-remote-without-key",
+        "expert-smollm2",
+        "ingress",
+    ]
 
 
 def test_options_reserve_fractional_cpus_and_bounded_queues() -> None:

@@ -31,3 +31,9 @@ def test_upstream_rejection_keeps_its_meaning(http: Any) -> None:
     )
     assert response.status_code == 400
     assert "maximum context length" in response.json()["error"]["message"]
+
+
+def test_missing_api_key_is_named_not_sent_empty(http: Any) -> None:
+    response = http.post("/v1/chat/completions", json={"model": "remote-without-key", "messages": CAPITAL, "max_tokens": 4})
+    assert response.status_code == 503
+    assert "needs an API key in $COE_TEST_UNSET_KEY, which is not set" in response.json()["error"]["message"]

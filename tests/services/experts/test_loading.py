@@ -61,3 +61,22 @@ def test_committed_default_adapters_are_safetensors_with_a_manifest() -> None:
         manifest = read_manifest(folder)
         assert manifest.kind == "lora-adapter" and manifest.base == "smollm2"
         assert (folder / "adapter_model.safetensors").stat().st_size < 8 * 1024 * 1024
+
+
+def test_hf_directory_is_found_and_its_parameters_counted_from_headers(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    (tmp_path / "config.json").write_text("{}")
+    save_file({"a": torch.zeros(3, 4), "b": torch.zeros(5)}, str(tmp_path / "model.safetensors"))
+    expert = HFExpert(name="local", path=str(tmp_path))
+    assert locate_weights(expert).folder == tmp_path
+    assert count_parameters(expert) == 17
+
+
+def test_gguf_by_folder_path(tmp_path: Path) -> None:
+    expert = GGUFExpert(name="local", path=str(tmp_path), file="model.gguf")
+    with pytest.raises(ModelFilesMissingError, match=f"GGUF file {tmp_path / 'model.gguf'} not found"):
+        locate_weights(expert)
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    assert locate_weights(expert).weights_path == tmp_path / "model.gguf"
