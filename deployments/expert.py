@@ -69,13 +69,13 @@ class LocalExpertServer:
                 f"request for expert '{request.expert}' reached '{adapter_name or self._base.name}'"
             )
         max_context = self._base.max_context_tokens
-        lease = None
         if adapter_name is not None:
-            lease = await self._lease_adapter(adapter_name)
+            # The lease stays referenced by this frame for the whole generation, so the
+            # adapter cannot be released under the request.
+            lease = await self._lease_adapter(adapter_name)  # noqa: F841
             max_context = min(max_context, self._adapters[adapter_name].max_context_tokens)
         async for event in self._engine.generate(request, adapter=adapter_name, max_context_tokens=max_context):
             yield event
-        del lease
 
     async def ready(self) -> dict[str, Any]:
         return {

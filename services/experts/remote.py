@@ -95,7 +95,10 @@ async def _events(response: httpx.Response) -> AsyncIterator[GenerationEvent]:
         data = line[len("data:"):].strip()
         if data == "[DONE]":
             break
-        chunk = json.loads(data)
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise UpstreamError(f"upstream sent an unreadable event: {data[:200]!r}") from exc
         if "error" in chunk:
             error = chunk["error"] or {}
             raise UpstreamError(f"upstream error: {error.get('message', error)}")
