@@ -6,9 +6,9 @@ STAMP := $(VENV)/.coe-installed
 TORCH_VERSION := 2.13.0
 SMOLLM2_VERSION := 0.1.2
 
-.PHONY: run test install adapters
+.PHONY: run test install adapters router
 
-run: install adapters
+run: install adapters router
 	$(BIN)/coe serve
 
 test: install
@@ -32,3 +32,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 # Trains the default LoRA adapters only when they are missing (they are normally committed).
 adapters: install
 	$(BIN)/coe adapters train --missing
+
+# Trains the first router from the seed data when the store has none (a minute or two on CPU).
+router: install
+	$(BIN)/coe train router --missing

@@ -13,7 +13,8 @@ from ray import serve
 from ray.serve import Application
 
 from deployments.expert import LocalExpertServer, RemoteExpertServer
-from deployments.ingress import make_ingress
+from deployments.ingress import ROUTER_DEPLOYMENT, make_ingress
+from deployments.router import RouterServer
 from services.config import AppConfig, load_config
 from services.experts.config import DeploymentOptions
 from services.experts.loading import OFFLINE_ENV
@@ -56,6 +57,8 @@ def deployment_plan(config: AppConfig) -> dict[str, DeploymentOptions]:
     """Every deployment of the app, by name, with its options."""
     plan = {config.deployment_name_for(base.name): base.deployment for base in config.local_bases()}
     plan.update({config.deployment_name_for(remote.name): remote.deployment for remote in config.remote_experts()})
+    if config.router is not None:
+        plan[ROUTER_DEPLOYMENT] = config.router.deployment
     plan[INGRESS_DEPLOYMENT] = config.ingress.deployment
     return plan
 
@@ -75,8 +78,17 @@ def build_app_from_config(config: AppConfig) -> Application:
         experts[name] = (
             serve.deployment(RemoteExpertServer).options(name=name, **deployment_options(plan[name])).bind(remote)
         )
+    router = None
+    if config.router is not None:
+        router = (
+            serve.deployment(RouterServer)
+            .options(name=ROUTER_DEPLOYMENT, **deployment_options(plan[ROUTER_DEPLOYMENT]))
+            .bind(config)
+        )
     ingress = serve.deployment(make_ingress())
-    return ingress.options(name=INGRESS_DEPLOYMENT, **deployment_options(plan[INGRESS_DEPLOYMENT])).bind(config, experts)
+    return ingress.options(name=INGRESS_DEPLOYMENT, **deployment_options(plan[INGRESS_DEPLOYMENT])).bind(
+        config, experts, router
+    )
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

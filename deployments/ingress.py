@@ -32,7 +32,7 @@ from services.api.schemas import (
     parse_chat_request,
 )
 from services.config import AppConfig
-from services.errors import CoeError, OverloadedError, ServiceUnavailableError, error_body
+from services.errors import CoeError, InvalidRequestError, OverloadedError, ServiceUnavailableError, error_body
 from services.experts.config import LoRAExpert
 from services.experts.costs import resolve_costs
 from services.experts.generation import GenerationEvent, build_generation_request
@@ -40,6 +40,8 @@ from services.router.decision import RouteDecision
 from services.router.resolve import AUTO_MODEL, resolve_default, resolve_explicit
 
 logger = logging.getLogger(__name__)
+
+ROUTER_DEPLOYMENT = "router"
 
 
 def as_coe_error(exc: BaseException) -> CoeError:
@@ -125,9 +127,10 @@ class ConcurrencyLimiter:
 class Ingress:
     """FastAPI routes of the coe-router application (wrapped by ``serve.ingress`` in the builder)."""
 
-    def __init__(self, config: AppConfig, experts: dict[str, Any]) -> None:
+    def __init__(self, config: AppConfig, experts: dict[str, Any], router: Any = None) -> None:
         self._config = config
         self._experts = experts  # deployment name -> DeploymentHandle
+        self._router = router  # DeploymentHandle of the router, when one is configured
         self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests, config.ingress.retry_after_s)
         self._costs = resolve_costs(config)
         self._created = now()
@@ -143,7 +146,10 @@ class Ingress:
             except Exception as exc:  # a replica that cannot answer is simply not ready
                 return name, {"error": f"{exc.__class__.__name__}: {exc}"[:300]}
 
-        results = dict(await asyncio.gather(*(probe(name, handle) for name, handle in self._experts.items())))
+        handles = dict(self._experts)
+        if self._router is not None:
+            handles[ROUTER_DEPLOYMENT] = self._router
+        results = dict(await asyncio.gather(*(probe(name, handle) for name, handle in handles.items())))
         ready = all("error" not in result for result in results.values())
         body = {"status": "ready" if ready else "not_ready", "deployments": results}
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -164,18 +170,42 @@ class Ingress:
             )
         return ModelList(data=cards)
 
-    # ------------------------------------------------------------------ chat
-    def route(self, request: ChatCompletionRequest) -> RouteDecision:
-        if request.model == AUTO_MODEL:
+    # ------------------------------------------------------------------ routing
+    async def route(self, request: ChatCompletionRequest) -> RouteDecision:
+        """The decision for a request: explicit, from the router, or the default expert."""
+        if request.model != AUTO_MODEL:
+            return resolve_explicit(self._config, request.model)
+        if self._router is None:
             return resolve_default(self._config)
-        return resolve_explicit(self._config, request.model)
+        messages = [{"role": message.role, "content": message.text()} for message in request.messages]
+        try:
+            return await self._router.route.remote(messages, request.coe)
+        except Exception as exc:
+            error = as_coe_error(exc)
+            if error.status_code == 400:
+                raise error from exc
+            logger.warning("router unavailable, answering with the default expert: %s", error.message)
+            return resolve_default(self._config, reason=f"router unavailable ({error.message})")
 
+    async def route_only(self, request: Request) -> JSONResponse:
+        """``POST /v1/route``: the decision a chat request would get, without generating."""
+        chat = parse_chat_request(await request.body(), default_model=AUTO_MODEL)
+        decision = await self.route(chat.model_copy(update={"model": AUTO_MODEL}))
+        return JSONResponse(decision.model_dump(mode="json"), headers=decision.headers())
+
+    async def reload_router(self, request: Request) -> JSONResponse:
+        """``POST /admin/router/reload``: check the store's pointer now."""
+        if self._router is None:
+            raise InvalidRequestError("no router is configured", code="no_router")
+        return JSONResponse(await self._router.reload.remote())
+
+    # ------------------------------------------------------------------ chat
     async def chat_completions(self, request: Request) -> Response:
         self._limiter.acquire()
         handed_to_stream = False
         try:
             chat = parse_chat_request(await request.body())
-            decision = self.route(chat)
+            decision = await self.route(chat)
             expert = self._config.expert(decision.expert)
             generation = build_generation_request(chat, expert.name, expert.generation)
             handle = self._experts[self._config.deployment_name_for(expert.name)]
@@ -282,6 +312,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/readyz", "readyz"),
     ("GET", "/v1/models", "models"),
     ("POST", "/v1/chat/completions", "chat_completions"),
+    ("POST", "/v1/route", "route_only"),
+    ("POST", "/admin/router/reload", "reload_router"),
 )
 
 

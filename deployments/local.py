@@ -13,13 +13,21 @@ from services.config import AppConfig
 
 
 def check_model_files(config: AppConfig) -> None:
-    """Fail before starting Ray when a model or adapter is missing, with the fix in the message."""
+    """Fail before starting Ray when a model, adapter or router is missing, with the fix in the message."""
     from services.experts.loading import check_adapter, locate_weights
 
     for base in config.local_bases():
         locate_weights(base)
         for adapter in config.adapters_of(base.name):
             check_adapter(adapter)
+    if config.router is not None:
+        from pathlib import Path
+
+        from services.router.embedder import locate_embedder
+        from services.router.store import RouterStore
+
+        locate_embedder(config.router.embedder)
+        RouterStore(Path(config.router.store)).load_current()
 
 
 def wait_until_ready(url: str, timeout_s: float) -> None:

@@ -20,21 +20,28 @@ from typing import Any, Iterator
 from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(ValueError):
+    """An artifact is missing, partial, corrupt or of an unknown format; the message says which."""
 
 
 class ArtifactManifest(BaseModel):
-    """What an artifact is and where it came from."""
+    """What an artifact is, where it came from, and the sha256 of every file it consists of."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="Artifact kind, e.g. 'lora-adapter'.")
+    format_version: int = Field(FORMAT_VERSION, description="Layout version of the artifact directory.")
+    kind: str = Field(description="Artifact kind, e.g. 'lora-adapter' or 'router'.")
     name: str = Field(description="Name of what the artifact serves (expert, router).")
-    version: str = Field(description="Increasing version; timestamps sort correctly.")
+    version: str = Field(description="Version string; for routers a content hash.")
     created_at: float = Field(default_factory=time.time)
     base: str | None = Field(None, description="Model the artifact applies to, if any.")
+    files: dict[str, str] = Field(default_factory=dict, description="Payload file name -> sha256.")
     data: dict[str, Any] = Field(default_factory=dict, description="Training data files and their sha256.")
     training: dict[str, Any] = Field(default_factory=dict, description="Hyper-parameters used.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Evaluation figures at creation.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Evaluation figures at creation.")
 
 
 def new_version() -> str:
@@ -97,8 +104,32 @@ def _make_readable(folder: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def read_manifest(folder: Path) -> ArtifactManifest:
-    return ArtifactManifest.model_validate_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+def hash_files(folder: Path, names: list[str]) -> dict[str, str]:
+    return {name: file_sha256(folder / name) for name in sorted(names)}
+
+
+def verify_files(folder: Path, manifest: ArtifactManifest) -> None:
+    """Every payload file is present and has the recorded hash, or :class:`ArtifactError`."""
+    for name, expected in manifest.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ArtifactError(f"artifact {folder} is partial: {name} is missing")
+        if file_sha256(path) != expected:
+            raise ArtifactError(f"artifact {folder} is corrupt: {name} does not match its recorded sha256")
+
+
+def read_manifest(folder: Path, model: type[ArtifactManifest] = ArtifactManifest) -> ArtifactManifest:
+    """Read and validate ``manifest.json``; anything wrong is an :class:`ArtifactError`."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise ArtifactError(f"{folder} is not an artifact: {MANIFEST_NAME} is missing")
+    try:
+        manifest = model.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ArtifactError(f"{path} is not a valid {model.__name__}: {exc}") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format_version {manifest.format_version} is not supported (expected {FORMAT_VERSION})")
+    return manifest
 
 
 def write_manifest(folder: Path, manifest: ArtifactManifest) -> None:

@@ -21,6 +21,7 @@ from services.experts.config import (
     LoRAExpert,
     OpenAIExpert,
 )
+from services.router.config import RouterConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
@@ -58,7 +59,8 @@ class AppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     experts: tuple[ExpertConfig, ...] = Field(min_length=1, description="Experts clients can name in `model`.")
-    default_expert: str = Field(description="Expert that answers `model: auto` until a router is configured.")
+    default_expert: str = Field(description="Expert that answers `model: auto` when no router is configured.")
+    router: RouterConfig | None = Field(None, description="The two-stage router for `model: auto`.")
     ingress: IngressOptions = Field(default_factory=IngressOptions)
     app_name: str = Field("coe", description="Serve application name.")
     route_prefix: str = Field("/", description="HTTP route prefix of the application.")
@@ -83,7 +85,21 @@ class AppConfig(BaseModel):
         aliases = [alias for alias in self.model_aliases() if alias in by_name]
         if aliases:
             raise ValueError(f"alias {aliases[0]!r} collides with an expert name")
+        if self.router is not None:
+            if self.router.general_expert is not None and self.router.general_expert not in by_name:
+                raise ValueError(f"router.general_expert {self.router.general_expert!r} is not one of the experts")
+            for category, row in self.router.initial_scores.items():
+                unknown = sorted(set(row) - set(by_name))
+                if unknown:
+                    raise ValueError(f"router.initial_scores[{category!r}] names unknown experts: {unknown}")
         return self
+
+    @property
+    def general_expert(self) -> str:
+        """Where unsure routing decisions go."""
+        if self.router is not None and self.router.general_expert is not None:
+            return self.router.general_expert
+        return self.default_expert
 
     def model_aliases(self) -> dict[str, str]:
         """``base:adapter`` → LoRA expert name."""
@@ -131,13 +147,24 @@ def _resolve(path: str | None, folder: Path) -> str | None:
     return str(expanded if expanded.is_absolute() else (folder / expanded).resolve())
 
 
-def _with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+def with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The raw config with its relative paths made absolute against ``folder``."""
     experts = []
     for entry in raw.get("experts") or []:
         if isinstance(entry, dict) and entry.get("kind") in {"hf", "gguf", "lora"} and "path" in entry:
             entry = {**entry, "path": _resolve(entry["path"], folder)}
         experts.append(entry)
-    return {**raw, "experts": experts}
+    resolved = {**raw, "experts": experts}
+    router = raw.get("router")
+    if isinstance(router, dict):
+        router = {**router}
+        if isinstance(router.get("store"), str):
+            router["store"] = _resolve(router["store"], folder)
+        embedder = router.get("embedder")
+        if isinstance(embedder, dict) and isinstance(embedder.get("path"), str):
+            router["embedder"] = {**embedder, "path": _resolve(embedder["path"], folder)}
+        resolved["router"] = router
+    return resolved
 
 
 def parse_config(raw: dict[str, Any], *, folder: Path, source: str | None = None) -> AppConfig:
@@ -145,7 +172,7 @@ def parse_config(raw: dict[str, Any], *, folder: Path, source: str | None = None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source or 'config'}: the top level must be a mapping")
     try:
-        return AppConfig.model_validate({**_with_absolute_paths(raw, folder), "source_path": source})
+        return AppConfig.model_validate({**with_absolute_paths(raw, folder), "source_path": source})
     except ValidationError as exc:
         raise ConfigError(f"{source or 'config'} is invalid:\n{exc}") from exc
 

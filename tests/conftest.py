@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from services.config import DEFAULT_CONFIG_PATH, AppConfig, parse_config
+from services.config import DEFAULT_CONFIG_PATH, AppConfig, parse_config, with_absolute_paths
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -44,9 +44,16 @@ def http_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_config(http_port: int) -> AppConfig:
-    """The default config, plus a remote expert that is this very app reached over HTTP."""
+def router_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("routers")
+
+
+@pytest.fixture(scope="session")
+def app_config(http_port: int, router_store: Path) -> AppConfig:
+    """The default config (its fixed score table included), plus remote experts that are this
+    very app reached over HTTP, and a router store of the session's own."""
     raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(router_store)
     raw["experts"].append(
         {
             "name": "remote-smollm2",
@@ -88,7 +95,23 @@ def ray_cluster(http_port: int) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def base_url(ray_cluster: None, app_config: AppConfig, http_port: int) -> str:
+def trained_router(app_config: AppConfig) -> Any:
+    """A router trained from the seed splits into the session's store (and made current)."""
+    from router_training.router.train import train_router
+
+    return train_router(app_config)
+
+
+@pytest.fixture(scope="session")
+def static_router(app_config: AppConfig, trained_router: Any) -> Any:
+    """The trained router in-process (the same code the router deployment runs)."""
+    from services.router.loader import RouterFactory
+
+    return RouterFactory(app_config).build(trained_router)
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_cluster: None, app_config: AppConfig, http_port: int, trained_router: Any) -> str:
     """URL of the served app (started once per session)."""
     from ray import serve
 
@@ -132,9 +155,11 @@ def tokenizer() -> Any:
 
 @pytest.fixture
 def tmp_config_file(tmp_path: Path) -> Any:
+    """Writes a config dict to a file elsewhere; its relative paths keep meaning configs/."""
+
     def write(raw: dict[str, Any]) -> Path:
         path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        path.write_text(yaml.safe_dump(with_absolute_paths(raw, DEFAULT_CONFIG_PATH.parent)), encoding="utf-8")
         return path
 
     return write

@@ -46,7 +46,14 @@ def test_bench_lists_and_checks_names() -> None:
     assert unknown.returncode == 2 and "unknown benchmark" in unknown.stderr
 
 
-def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+def test_serve_refuses_to_start_without_a_router(tmp_config_file, tmp_path: Path) -> None:
+    raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(tmp_path / "empty-store")
+    result = coe("serve", "--config", str(tmp_config_file(raw)))
+    assert result.returncode == 2 and "train one with `coe train router`" in result.stderr
+
+
+def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path, tmp_config_file, trained_router) -> None:
     """`coe serve` as a user runs it: its own Ray instance, ready URL printed, Ctrl-C stops it."""
     import os
     import signal
@@ -55,12 +62,15 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
 
     from tests.conftest import free_port
 
+    raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(trained_router.folder.parent)
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     log_path = tmp_path / "serve.log"  # Ray logs a lot; a file cannot fill up and block it like a pipe
     log = log_path.open("w")
     process = subprocess.Popen(
-        [COE, "serve", "--port", str(port), "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=log, text=True, env=env
+        [COE, "serve", "--config", str(tmp_config_file(raw)), "--port", str(port), "--num-cpus", "2"],
+        stdout=subprocess.PIPE, stderr=log, text=True, env=env,
     )
     try:
         assert process.stdout is not None
@@ -71,7 +81,8 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
             json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
             timeout=120,
         )
-        assert reply.status_code == 200 and reply.headers["x-coe-policy"] == "default"
+        assert reply.status_code == 200 and reply.headers["x-coe-policy"] == "static"
+        assert reply.headers["x-coe-router-version"] == trained_router.version
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=120)

@@ -7,11 +7,15 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from deployments.cli import adapters, bench, config_render, serve_command
+from deployments.cli import adapters, bench, calibrate, config_render, route, router_store, serve_command, train
 from services.errors import CoeError
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     serve_command.register,
+    route.register,
+    train.register,
+    router_store.register,
+    calibrate.register,
     adapters.register,
     config_render.register,
     bench.register,
@@ -33,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args) or 0)
-    except (CoeError, ValueError, FileNotFoundError) as exc:
+    except (CoeError, ValueError, OSError) as exc:
         print(f"coe {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from services.artifacts import ArtifactManifest, artifact_directory, file_sha256, new_version, write_manifest
+from services.artifacts import (
+    ArtifactManifest,
+    artifact_directory,
+    file_sha256,
+    hash_files,
+    new_version,
+    write_manifest,
+)
 from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
 from services.experts.loading import load_model
 from router_training.adapters.recipes import AdapterRecipe
@@ -156,6 +163,7 @@ def train_adapter(
     with artifact_directory(Path(expert.path)) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         (staging / "README.md").unlink(missing_ok=True)  # PEFT's blank model card; the manifest says it all
+        manifest.files = hash_files(staging, ["adapter_config.json", "adapter_model.safetensors"])
         write_manifest(staging, manifest)
     logger.info("adapter %s: format rate %.2f (base model %.2f)", expert.name, adapted, baseline)
     return manifest

@@ -14,7 +14,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.errors import InvalidRequestError, UnsupportedParameterError
-from services.router.decision import RouteDecision
+from services.router.decision import RouteDecision, RoutingKnobs
 
 Role = Literal["system", "developer", "user", "assistant"]
 KNOWN_ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")
@@ -71,6 +71,7 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     user: str | None = None
+    coe: RoutingKnobs | None = Field(None, description="coe-router routing knobs for `model: auto`.")
     store: bool | None = None
     metadata: dict[str, str] | None = None
     service_tier: str | None = None
@@ -172,8 +173,11 @@ def _message_of(error: dict[str, Any], param: str) -> str:
     return f"Invalid value for '{param}': {error.get('msg', 'invalid')}."
 
 
-def parse_chat_request(body: bytes) -> ChatCompletionRequest:
-    """Bytes of an HTTP body → validated request, or an :class:`InvalidRequestError` (400)."""
+def parse_chat_request(body: bytes, *, default_model: str | None = None) -> ChatCompletionRequest:
+    """Bytes of an HTTP body → validated request, or an :class:`InvalidRequestError` (400).
+
+    ``default_model`` fills a missing ``model`` (``/v1/route`` does not need one).
+    """
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -184,6 +188,8 @@ def parse_chat_request(body: bytes) -> ChatCompletionRequest:
         ) from exc
     if not isinstance(payload, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    if default_model is not None:
+        payload.setdefault("model", default_model)
     try:
         request = ChatCompletionRequest.model_validate(payload)
     except ValidationError as exc:

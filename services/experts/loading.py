@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.artifacts import MANIFEST_NAME, ArtifactError, read_manifest, verify_files
 from services.errors import ModelFilesMissingError
 from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
 
@@ -70,13 +71,21 @@ def locate_weights(expert: HFExpert | GGUFExpert) -> WeightsLocation:
 
 
 def check_adapter(expert: LoRAExpert) -> Path:
-    """An adapter directory must hold a PEFT config and safetensors weights (never pickle)."""
+    """An adapter directory must hold a PEFT config and safetensors weights (never pickle).
+
+    When it carries a manifest (adapters trained by the project do), its file hashes must match.
+    """
     folder = Path(expert.path)
     if not (folder / "adapter_config.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
         raise ModelFilesMissingError(
             f"expert '{expert.name}': no PEFT adapter at {folder} (needs adapter_config.json and "
             "adapter_model.safetensors); train the default adapters with `coe adapters train`"
         )
+    if (folder / MANIFEST_NAME).is_file():
+        try:
+            verify_files(folder, read_manifest(folder))
+        except ArtifactError as exc:
+            raise ModelFilesMissingError(f"expert '{expert.name}': {exc}; retrain it with `coe adapters train`") from exc
     return folder
 
 

@@ -14,6 +14,15 @@ Policy = Literal["default", "static", "online", "explicit"]
 CacheSource = Literal["miss", "l1", "redis"]
 
 
+class RoutingKnobs(BaseModel):
+    """Per-request overrides of the routing knobs: the ``coe`` field of a request body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cost_weight: float | None = Field(None, ge=0, le=100, description="λ: how much cost counts against quality.")
+    confidence_threshold: float | None = Field(None, ge=0, le=1, description="τ: below it, the general expert answers.")
+
+
 class RankedExpert(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,6 +44,7 @@ class RouteDecision(BaseModel):
     uncertain: bool = Field(False, description="True when the uncertainty fallback chose the expert.")
     reason: str | None = Field(None, description="Why the fallback or policy applied.")
     router_version: str | None = Field(None, description="Router artifact version that decided.")
+    truncated: bool = Field(False, description="The routing input was longer than the router reads; it saw the start.")
     cache: CacheSource | None = Field(None, description="Where the decision came from, when cached routing ran.")
 
     def headers(self) -> dict[str, str]:

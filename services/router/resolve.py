@@ -18,10 +18,6 @@ def resolve_explicit(config: AppConfig, model: str) -> RouteDecision:
     return RouteDecision(expert=expert.name, policy="explicit")
 
 
-def resolve_default(config: AppConfig) -> RouteDecision:
-    """``model: auto`` without a router: the configured default expert answers."""
-    return RouteDecision(
-        expert=config.default_expert,
-        policy="default",
-        reason="no router configured; default_expert answers",
-    )
+def resolve_default(config: AppConfig, reason: str = "no router configured") -> RouteDecision:
+    """``model: auto`` without a (working) router: the configured default expert answers."""
+    return RouteDecision(expert=config.default_expert, policy="default", reason=f"{reason}; default_expert answers")

@@ -29,11 +29,17 @@ def test_aliases_resolve_to_lora_experts() -> None:
     assert config.find_expert("smollm2:nope") is None
 
 
-def test_relative_paths_resolve_against_the_config_file(tmp_config_file) -> None:
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    import yaml
+
     raw = copy.deepcopy(default_config_dict())
     raw["experts"][1]["path"] = "my-adapters/math"
-    path = tmp_config_file(raw)
-    assert load_config(path).expert("smollm2-math").path == str(path.parent / "my-adapters" / "math")
+    raw["router"]["store"] = "routers"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    assert config.expert("smollm2-math").path == str(tmp_path / "my-adapters" / "math")
+    assert config.router.store == str(tmp_path / "routers")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +63,10 @@ def test_relative_paths_resolve_against_the_config_file(tmp_config_file) -> None
             "set `cost`",
         ),
         (lambda raw: raw["ingress"].__setitem__("max_concurrent_requests", 500), "must be below"),
+        (lambda raw: raw["router"]["initial_scores"]["math"].__setitem__("gpt-9", 1.0), "names unknown experts: \\['gpt-9'\\]"),
+        (lambda raw: raw["router"]["initial_scores"].__setitem__("poetry", {}), "categories not in the taxonomy"),
+        (lambda raw: raw["router"].__setitem__("general_expert", "gpt-9"), "general_expert 'gpt-9'"),
+        (lambda raw: raw["router"].__setitem__("categories", ["Math", "code"]), "lowercase identifiers"),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_field_named(change, message: str) -> None:

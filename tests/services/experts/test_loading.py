@@ -80,3 +80,17 @@ def test_gguf_by_folder_path(tmp_path: Path) -> None:
         locate_weights(expert)
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     assert locate_weights(expert).weights_path == tmp_path / "model.gguf"
+
+
+def test_a_corrupted_adapter_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    config = config_from(default_config_dict())
+    original = config.expert("smollm2-math")
+    copy = tmp_path / "math"
+    shutil.copytree(original.path, copy)
+    with (copy / "adapter_model.safetensors").open("r+b") as handle:
+        handle.seek(1000)
+        handle.write(b"\x00\x01\x02\x03")
+    with pytest.raises(ModelFilesMissingError, match="corrupt: adapter_model.safetensors"):
+        check_adapter(LoRAExpert(name="smollm2-math", base="smollm2", path=str(copy)))

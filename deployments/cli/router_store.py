@@ -1,0 +1,54 @@
+"""``coe router list | use VERSION | prune --keep N``: manage the router store."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    router = commands.add_parser("router", help="List, pin/roll back, or prune router versions.")
+    router.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
+    actions = router.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="Versions in the store, oldest first; * marks the current one.").set_defaults(run=run_list)
+    use = actions.add_parser("use", help="Point `current` at VERSION (the serving router follows).")
+    use.add_argument("version")
+    use.set_defaults(run=run_use)
+    prune = actions.add_parser("prune", help="Delete all but the newest N versions (never the current one).")
+    prune.add_argument("--keep", type=int, required=True)
+    prune.set_defaults(run=run_prune)
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from services.config import load_config
+    from services.router.store import RouterStore
+
+    config = load_config(args.config)
+    if config.router is None:
+        raise ValueError("the config has no `router` section")
+    return RouterStore(Path(config.router.store))
+
+
+def run_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    versions = store.versions()
+    if not versions:
+        print(f"no routers in {store.root}")
+    for item in versions:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(item.created_at)) if item.created_at else "?"
+        status = "ok" if item.valid else f"BROKEN: {item.problem}"
+        print(f"{'*' if item.current else ' '} {item.version}  {created}  {status}")
+    return 0
+
+
+def run_use(args: argparse.Namespace) -> int:
+    artifact = _store(args).use(args.version)
+    print(f"current router is now {artifact.version}")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    removed = _store(args).prune(args.keep)
+    print(f"removed {len(removed)} version(s)" + (": " + ", ".join(removed) if removed else ""))
+    return 0

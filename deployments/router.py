@@ -1,0 +1,106 @@
+"""The router deployment: batched two-stage decisions, with hot-swap of the artifact.
+
+Concurrent requests are grouped by ``@serve.batch`` and share one embedding pass. A watcher
+thread follows the store's ``current`` pointer; a new version is loaded and verified on the side
+and swapped in with one assignment, so a request that started on the old version finishes on
+it, and a broken version never replaces a working one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ray import serve
+
+from services.artifacts import ArtifactError
+from services.config import AppConfig
+from services.experts.loading import force_offline
+from services.router.decision import RouteDecision, RoutingKnobs
+from services.router.loader import RouterFactory
+from services.router.pipeline import PreparedQuery, StaticRouter
+from services.router.store import RouterStore
+
+logger = logging.getLogger(__name__)
+
+
+class RouterServer:
+    def __init__(self, config: AppConfig) -> None:
+        force_offline()
+        assert config.router is not None
+        self._settings = config.router
+        self._store = RouterStore(Path(config.router.store))
+        self._factory = RouterFactory(config)
+        self._router: StaticRouter = self._factory.build(self._store.load_current())
+        self._swap_lock = threading.Lock()
+        self._last_error: str | None = None
+        self._decide.set_max_batch_size(config.router.batching.max_batch_size)
+        self._decide.set_batch_wait_timeout_s(config.router.batching.batch_wait_timeout_s)
+        self._stopped = threading.Event()
+        threading.Thread(target=self._watch, name="router-pointer-watch", daemon=True).start()
+
+    # ------------------------------------------------------------------ versions
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._settings.watch_interval_s):
+            try:
+                self.check_pointer()
+            except Exception:  # the watcher must outlive any one bad check
+                logger.exception("router pointer check failed")
+
+    def check_pointer(self) -> dict[str, Any]:
+        """Swap to the version ``current`` names, if it differs and loads cleanly."""
+        with self._swap_lock:
+            serving = self._router.version
+            try:
+                wanted = self._store.current_version()
+                if wanted is None or wanted == serving:
+                    return {"version": serving, "changed": False}
+                router = self._factory.build(self._store.load_current())
+            except (ArtifactError, ValueError, OSError) as exc:
+                message = f"keeping router {serving}: {exc}"
+                if message != self._last_error:
+                    logger.error(message)
+                self._last_error = message
+                return {"version": serving, "changed": False, "error": str(exc)}
+            self._router = router
+            self._last_error = None
+            logger.info("router swapped from %s to %s", serving, router.version)
+            return {"version": router.version, "changed": True, "previous": serving}
+
+    async def reload(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self.check_pointer)
+
+    async def ready(self) -> dict[str, Any]:
+        manifest = self._router.artifact.manifest
+        return {"version": manifest.version, "taxonomy": list(manifest.taxonomy), "created_at": manifest.created_at}
+
+    # ------------------------------------------------------------------ decisions
+    async def route(self, messages: Sequence[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> RouteDecision:
+        router = self._router  # this request stays on this version, whatever swaps meanwhile
+        query = router.prepare(messages, knobs)
+        return await self._decide((router, query))
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.003)
+    async def _decide(self, items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:
+        return await asyncio.to_thread(_decide_grouped, items)
+
+    def __del__(self) -> None:
+        stopped = getattr(self, "_stopped", None)
+        if stopped is not None:
+            stopped.set()
+
+
+def _decide_grouped(items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:
+    """Decide a batch; requests that straddle a swap are grouped by the version they started on."""
+    results: list[RouteDecision | None] = [None] * len(items)
+    by_router: dict[int, list[int]] = {}
+    for index, (router, _) in enumerate(items):
+        by_router.setdefault(id(router), []).append(index)
+    for indices in by_router.values():
+        router = items[indices[0]][0]
+        for index, decision in zip(indices, router.decide([items[i][1] for i in indices])):
+            results[index] = decision
+    return [decision for decision in results if decision is not None]

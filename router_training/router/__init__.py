@@ -1,0 +1,1 @@
+"""Training the two-stage router: seed data splits, the category head, and its evaluation."""

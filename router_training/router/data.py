@@ -1,0 +1,98 @@
+"""Router training data: JSONL of ``{"text"|"messages", "category"}``, validated line by line.
+
+The seed prompts live in ``router_training/data/router/seed/<category>.jsonl``; ``make_splits``
+divides them, per category and reproducibly, into the three named splits: ``train`` (fitting),
+``calibration`` (temperature, τ, λ) and ``test`` (reporting only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "router"
+SEED_DIR = DATA_DIR / "seed"
+SPLITS = ("train", "calibration", "test")
+SPLIT_FRACTIONS = {"train": 0.7, "calibration": 0.15, "test": 0.15}
+ROLES = {"system", "developer", "user", "assistant"}
+
+
+class DataError(ValueError):
+    """A data file is malformed; the message names the file, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class Example:
+    messages: tuple[dict[str, str], ...]
+    category: str
+    raw: dict[str, Any]
+
+
+def messages_of(row: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
+    """A row's conversation: ``text`` is one user turn, ``messages`` is used as given."""
+    if isinstance(row.get("text"), str):
+        return ({"role": "user", "content": row["text"]},)
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: needs a string 'text' or a non-empty 'messages' list")
+    result = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
+            raise DataError(f"{where}: messages[{index}] needs a role in {sorted(ROLES)} and string content")
+        result.append({"role": message["role"], "content": message["content"]})
+    return tuple(result)
+
+
+def read_examples(path: Path, taxonomy: tuple[str, ...], *, require_category: bool = True) -> list[Example]:
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not JSON ({exc})") from exc
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: each line must be a JSON object")
+            category = row.get("category")
+            if require_category and category not in taxonomy:
+                raise DataError(f"{where}: category {category!r} is not in the taxonomy {list(taxonomy)}")
+            examples.append(Example(messages=messages_of(row, where), category=category, raw=row))
+    return examples
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(temporary, path)
+
+
+def make_splits(seed_dir: Path, out_dir: Path, taxonomy: tuple[str, ...], seed: int = 0) -> dict[str, int]:
+    """Stratified, reproducible split of every ``<category>.jsonl`` in ``seed_dir``."""
+    rng = random.Random(seed)
+    splits: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
+    for category in taxonomy:
+        path = seed_dir / f"{category}.jsonl"
+        if not path.is_file():
+            raise DataError(f"no seed data for category '{category}': {path} is missing")
+        rows = [example.raw for example in read_examples(path, taxonomy)]
+        rng.shuffle(rows)
+        n_train = round(len(rows) * SPLIT_FRACTIONS["train"])
+        n_calibration = round(len(rows) * SPLIT_FRACTIONS["calibration"])
+        splits["train"] += rows[:n_train]
+        splits["calibration"] += rows[n_train : n_train + n_calibration]
+        splits["test"] += rows[n_train + n_calibration :]
+    for name, rows in splits.items():
+        rng.shuffle(rows)
+        write_jsonl_atomic(out_dir / f"{name}.jsonl", rows)
+    return {name: len(rows) for name, rows in splits.items()}

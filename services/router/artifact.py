@@ -1,0 +1,105 @@
+"""The router artifact: a manifest and the classification head's weights in safetensors.
+
+Serving and training share this module. A router's version is a hash of its content, so the
+same training result always has the same version and any change to weights, taxonomy,
+thresholds or scores gives a new one. Loading verifies every hash and shape before anything is
+served; a partial or corrupt artifact is refused with a message that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from services.artifacts import (
+    ArtifactError,
+    ArtifactManifest,
+    artifact_directory,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from services.router.config import ContextPolicy
+
+HEAD_FILE = "head.safetensors"
+ROUTER_KIND = "router"
+
+
+class RouterManifest(ArtifactManifest):
+    """Everything the runtime router needs besides the head weights."""
+
+    kind: str = ROUTER_KIND
+    taxonomy: tuple[str, ...] = Field(description="Categories, in the order of the head's outputs.")
+    embedder: str = Field(description="Reference of the sentence embedder the head was trained on.")
+    embedding_dimension: int = Field(gt=0)
+    context: ContextPolicy = Field(description="How conversations were turned into routing text.")
+    temperature: float = Field(gt=0, description="Softmax temperature fitted on the calibration split.")
+    confidence_threshold: float = Field(ge=0, le=1, description="τ chosen on the calibration split.")
+    entropy_threshold: float = Field(gt=0, description="Entropy bound (nats) chosen on the calibration split.")
+    scores: dict[str, dict[str, float]] = Field(description="s(category, expert): the runtime score table.")
+    category_shares: dict[str, float] = Field(description="Share of training traffic per category (budget weights).")
+    parent: str | None = Field(None, description="Version this one was derived from, if any.")
+
+
+@dataclass(frozen=True)
+class RouterArtifact:
+    manifest: RouterManifest
+    weight: np.ndarray  # (categories, dimension)
+    bias: np.ndarray  # (categories,)
+    folder: Path
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def content_version(manifest: RouterManifest) -> str:
+    """Hash of everything that defines the router (not when or where it was written)."""
+    payload = manifest.model_dump(mode="json", exclude={"version", "created_at"})
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_router_artifact(store: Path, manifest: RouterManifest, weight: np.ndarray, bias: np.ndarray) -> RouterArtifact:
+    """Write a new version into ``store`` (atomically); returns it as loaded back from disk."""
+    from safetensors.numpy import save
+
+    if weight.shape != (len(manifest.taxonomy), manifest.embedding_dimension) or bias.shape != (len(manifest.taxonomy),):
+        raise ArtifactError(f"head shapes {weight.shape}/{bias.shape} do not match the taxonomy and embedding size")
+    head = save({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)})
+    manifest = manifest.model_copy(update={"files": {HEAD_FILE: hashlib.sha256(head).hexdigest()}, "version": ""})
+    manifest = manifest.model_copy(update={"version": content_version(manifest)})
+    with artifact_directory(store / manifest.version) as staging:
+        (staging / HEAD_FILE).write_bytes(head)
+        write_manifest(staging, manifest)
+    return load_router_artifact(store / manifest.version)
+
+
+def load_router_artifact(folder: Path) -> RouterArtifact:
+    """Load and verify one artifact directory, or raise :class:`ArtifactError`."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    manifest = read_manifest(folder, RouterManifest)
+    assert isinstance(manifest, RouterManifest)
+    if manifest.kind != ROUTER_KIND:
+        raise ArtifactError(f"{folder} holds a '{manifest.kind}' artifact, not a router")
+    if HEAD_FILE not in manifest.files:
+        raise ArtifactError(f"{folder}: the manifest lists no {HEAD_FILE}")
+    verify_files(folder, manifest)
+    if content_version(manifest) != manifest.version:
+        raise ArtifactError(f"{folder}: the manifest was changed after writing (content hash mismatch)")
+    try:
+        tensors: dict[str, Any] = load_file(str(folder / HEAD_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise ArtifactError(f"{folder}: {HEAD_FILE} cannot be read: {exc}") from exc
+    weight, bias = tensors.get("weight"), tensors.get("bias")
+    expected = (len(manifest.taxonomy), manifest.embedding_dimension)
+    if weight is None or bias is None or weight.shape != expected or bias.shape != (expected[0],):
+        raise ArtifactError(f"{folder}: head weights do not match the taxonomy size {expected[0]} and dimension {expected[1]}")
+    return RouterArtifact(manifest=manifest, weight=weight, bias=bias, folder=folder)

@@ -1,0 +1,69 @@
+"""The sentence embedder behind stage 1, loaded offline from a package or a directory."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.errors import ModelFilesMissingError
+from services.experts.loading import force_offline
+from services.router.config import EmbedderSource
+
+logger = logging.getLogger(__name__)
+
+
+def locate_embedder(source: EmbedderSource) -> Path:
+    """Directory of the sentence-transformers model, or an error naming how to install it."""
+    if source.path is not None:
+        folder = Path(source.path)
+        if not (folder / "modules.json").is_file():
+            raise ModelFilesMissingError(f"router embedder: no sentence-transformers model at {folder}")
+        return folder
+    spec = importlib.util.find_spec(source.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFilesMissingError(
+            f"router embedder: package '{source.package}' is not installed; install it with: {source.install_hint}"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / source.subdir
+    if not (folder / "modules.json").is_file():
+        raise ModelFilesMissingError(f"router embedder: {folder} holds no sentence-transformers model")
+    return folder
+
+
+class Embedder:
+    """Unit-length sentence embeddings, plus whether each text exceeded the model's window."""
+
+    def __init__(self, source: EmbedderSource, batch_size: int = 64) -> None:
+        force_offline()
+        from sentence_transformers import SentenceTransformer
+
+        self.reference = source.reference
+        self._model = SentenceTransformer(str(locate_embedder(source)), device="cpu")
+        self._batch_size = batch_size
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dimension = int(dimension())
+        self.max_seq_length = int(self._model.max_seq_length)
+
+    @property
+    def model(self) -> Any:
+        """The underlying SentenceTransformer (training fine-tunes it)."""
+        return self._model
+
+    def too_long(self, texts: list[str]) -> list[bool]:
+        """Which texts the embedder will cut at its window (``max_seq_length`` tokens)."""
+        lengths = self._model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) > self.max_seq_length for ids in lengths]
+
+    def encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """``(len(texts), dimension)`` float32, L2-normalised."""
+        return self._model.encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        ).astype(np.float32)

@@ -1,0 +1,26 @@
+"""Build a :class:`StaticRouter` for an artifact, reusing the embedder when it has not changed."""
+
+from __future__ import annotations
+
+from services.config import AppConfig
+from services.experts.costs import resolve_costs
+from services.router.artifact import RouterArtifact
+from services.router.embedder import Embedder
+from services.router.pipeline import StaticRouter
+
+
+class RouterFactory:
+    """Holds what every router version shares: settings, expert costs and the loaded embedder."""
+
+    def __init__(self, config: AppConfig) -> None:
+        if config.router is None:
+            raise ValueError("the config has no `router` section")
+        self._settings = config.router
+        self._costs = resolve_costs(config)
+        self._general = config.general_expert
+        self._embedder: Embedder | None = None
+
+    def build(self, artifact: RouterArtifact) -> StaticRouter:
+        if self._embedder is None or self._embedder.reference != artifact.manifest.embedder:
+            self._embedder = Embedder(self._settings.embedder)
+        return StaticRouter(artifact, self._embedder, self._settings, self._costs, self._general)

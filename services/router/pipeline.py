@@ -1,0 +1,98 @@
+"""The static two-stage router: routing text → embedding → category → expert.
+
+``prepare`` checks one request (cheap, per request); ``decide`` runs a batch of prepared
+requests through one embedding pass. Serving (one request at a time, batched by Serve), the
+CLI and the benchmarks all go through these two methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from services.router.artifact import RouterArtifact
+from services.router.config import RouterConfig
+from services.router.decision import RouteDecision, RoutingKnobs
+from services.router.embedder import Embedder
+from services.router.routing_input import routing_text
+from services.router.stages import CategoryClassifier, ExpertTable, entropy
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    text: str
+    clipped: bool
+    knobs: RoutingKnobs
+
+
+class StaticRouter:
+    """One artifact version, ready to decide. Immutable: a new version is a new router."""
+
+    def __init__(
+        self,
+        artifact: RouterArtifact,
+        embedder: Embedder,
+        settings: RouterConfig,
+        costs: dict[str, float],
+        general_expert: str,
+    ) -> None:
+        manifest = artifact.manifest
+        if embedder.reference != manifest.embedder or embedder.dimension != manifest.embedding_dimension:
+            raise ValueError(
+                f"router {manifest.version} was trained on embedder {manifest.embedder} "
+                f"({manifest.embedding_dimension}-d), not {embedder.reference} ({embedder.dimension}-d)"
+            )
+        self.artifact = artifact
+        self.version = manifest.version
+        self._embedder = embedder
+        self._context = manifest.context
+        self._classifier = CategoryClassifier(artifact)
+        self.table = ExpertTable(manifest.scores, costs, manifest.category_shares, general_expert, settings.budget)
+        self.general_expert = general_expert
+        self._cost_weight = settings.cost_weight
+        self._tau = settings.confidence_threshold if settings.confidence_threshold is not None else manifest.confidence_threshold
+        self._entropy_bound = settings.entropy_threshold or manifest.entropy_threshold
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    def prepare(self, messages: Iterable[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> PreparedQuery:
+        """Routing text of one request; an empty one is an :class:`InvalidRequestError`."""
+        text, clipped = routing_text(messages, self._context)
+        return PreparedQuery(text=text, clipped=clipped, knobs=knobs or RoutingKnobs())
+
+    def decide(self, queries: list[PreparedQuery]) -> list[RouteDecision]:
+        texts = [query.text for query in queries]
+        too_long = self._embedder.too_long(texts)
+        probabilities = self._classifier.probabilities(self._embedder.encode(texts))  # (batch, categories)
+        entropies = entropy(probabilities)
+        categories = self._classifier.categories
+        decisions = []
+        for query, row, row_entropy, long in zip(queries, probabilities, entropies, too_long):
+            top = int(row.argmax())
+            confidence = float(row[top])
+            cost_weight = self._cost_weight if query.knobs.cost_weight is None else query.knobs.cost_weight
+            tau = self._tau if query.knobs.confidence_threshold is None else query.knobs.confidence_threshold
+            ranked = self.table.rank(categories[top], cost_weight)
+            reason = None
+            if confidence < tau:
+                reason = f"confidence {confidence:.3f} is below τ={tau:.3f}"
+            elif row_entropy > self._entropy_bound:
+                reason = f"entropy {row_entropy:.3f} is above the bound {self._entropy_bound:.3f}"
+            expert = self.general_expert if reason else ranked[0].expert
+            decisions.append(
+                RouteDecision(
+                    expert=expert,
+                    policy="static",
+                    category=categories[top],
+                    probabilities={name: round(float(p), 6) for name, p in zip(categories, row)},
+                    confidence=round(confidence, 6),
+                    ranked=ranked,
+                    uncertain=reason is not None,
+                    reason=(f"{reason}: the general expert answers" if reason else None),
+                    router_version=self.version,
+                    truncated=query.clipped or long,
+                )
+            )
+        return decisions

@@ -1,0 +1,58 @@
+"""The router's seed data and splits: complete, consistent, and checked on the way in."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from router_training.router.data import DATA_DIR, SEED_DIR, SPLITS, DataError, make_splits, read_examples
+from services.router.config import DEFAULT_CATEGORIES
+
+
+def test_committed_splits_are_what_make_splits_writes(tmp_path: Path) -> None:
+    make_splits(SEED_DIR, tmp_path, DEFAULT_CATEGORIES)
+    for name in SPLITS:
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == (DATA_DIR / f"{name}.jsonl").read_bytes(), name
+
+
+def test_every_category_has_enough_varied_prompts() -> None:
+    for category in DEFAULT_CATEGORIES:
+        examples = read_examples(SEED_DIR / f"{category}.jsonl", DEFAULT_CATEGORIES)
+        assert len(examples) >= 120, category
+        multi_turn = [example for example in examples if len(example.messages) > 1]
+        assert len(multi_turn) >= 20, category
+        assert all(example.messages[-1]["role"] == "user" for example in examples)
+        lengths = sorted(len(example.messages[-1]["content"]) for example in examples)
+        assert lengths[0] < 60 and lengths[-1] > 500, category  # one line to several paragraphs
+        assert {example.category for example in examples} == {category}
+
+
+def test_splits_are_disjoint_and_stratified() -> None:
+    seen: dict[str, str] = {}
+    counts = {}
+    for name in SPLITS:
+        examples = read_examples(DATA_DIR / f"{name}.jsonl", DEFAULT_CATEGORIES)
+        counts[name] = Counter(example.category for example in examples)
+        for example in examples:
+            key = json.dumps(example.raw, sort_keys=True)
+            assert key not in seen, f"in both {seen.get(key)} and {name}"
+            seen[key] = name
+    for category in DEFAULT_CATEGORIES:
+        assert counts["calibration"][category] >= 15 and counts["test"][category] >= 15
+
+
+def test_unknown_category_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"text": "hi", "category": "math"}\n{"text": "x", "category": "poetry"}\n')
+    with pytest.raises(DataError, match=r"data.jsonl:2: category 'poetry' is not in the taxonomy"):
+        read_examples(path, DEFAULT_CATEGORIES)
+
+
+def test_malformed_lines_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"messages": [{"role": "wizard", "content": "x"}], "category": "math"}\n')
+    with pytest.raises(DataError, match=r"data.jsonl:1: messages\[0\] needs a role"):
+        read_examples(path, DEFAULT_CATEGORIES)

@@ -1,0 +1,97 @@
+"""The trained router in-process: real embedder, real artifact, real seed data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.errors import InvalidRequestError
+from services.router.decision import RoutingKnobs
+
+COE = str(Path(sys.executable).parent / "coe")
+
+
+def decide(router: Any, text: str | None = None, messages: list[dict[str, str]] | None = None, **knobs: Any):
+    messages = messages or [{"role": "user", "content": text}]
+    return router.decide([router.prepare(messages, RoutingKnobs(**knobs))])[0]
+
+
+def test_math_and_coding_prompts_reach_their_adapters(static_router: Any) -> None:
+    math = decide(static_router, "Solve the equation 3x + 7 = 25 and show the steps.")
+    coding = decide(static_router, "Write a Python function that removes duplicates from a list while keeping order.")
+    assert (math.category, math.expert, math.policy) == ("math", "smollm2-math", "static")
+    assert (coding.category, coding.expert) == ("coding", "smollm2-code")
+    assert math.router_version == static_router.version and not math.uncertain
+    assert abs(sum(math.probabilities.values()) - 1) < 1e-4
+    assert [item.expert for item in math.ranked][0] == "smollm2-math"
+
+
+def test_a_follow_up_keeps_the_conversations_category(static_router: Any) -> None:
+    conversation = [
+        {"role": "user", "content": "Write a short poem about the first snow of winter."},
+        {"role": "assistant", "content": "Soft white hush on sleeping streets..."},
+        {"role": "user", "content": "now make it shorter"},
+    ]
+    assert decide(static_router, messages=conversation).category == "writing"
+
+
+def test_low_confidence_falls_back_to_the_general_expert(static_router: Any) -> None:
+    tau = static_router.artifact.manifest.confidence_threshold
+    decision = decide(static_router, "Can you help me with this?")  # says nothing about what it is
+    forced = decide(static_router, "Solve 2x = 10.", confidence_threshold=0.999)
+    assert forced.uncertain and forced.expert == "smollm2" and "below τ=0.999" in forced.reason
+    assert decision.confidence < tau, (decision.confidence, tau)
+    assert decision.uncertain and decision.expert == "smollm2" and "general expert" in decision.reason
+
+
+def test_long_input_is_truncated_and_says_so(static_router: Any) -> None:
+    decision = decide(static_router, "Please proofread this essay. " + "The committee met again. " * 200)
+    assert decision.truncated
+
+
+def test_empty_input_is_refused(static_router: Any) -> None:
+    with pytest.raises(InvalidRequestError, match="nothing to route on"):
+        decide(static_router, "   ")
+
+
+def test_test_split_accuracy_is_recorded(trained_router: Any) -> None:
+    test = trained_router.manifest.metrics["test"]
+    assert test["accuracy"] > 0.7
+    assert set(test["per_category"]) == set(trained_router.manifest.taxonomy)
+    assert trained_router.manifest.metrics["calibration_ece_after"] <= trained_router.manifest.metrics["calibration_ece_before"] + 0.02
+
+
+def test_cli_routes_a_jsonl_file_in_order_with_fields_passed_through(tmp_path: Path, tmp_config_file, trained_router: Any) -> None:
+    import copy
+
+    from tests.conftest import default_config_dict
+
+    raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(trained_router.folder.parent)
+    source = tmp_path / "in.jsonl"
+    lines = [
+        {"id": 1, "text": "Integrate x^2 from 0 to 3."},
+        {"id": 2, "messages": [{"role": "user", "content": "Fix this: for i in range(10) print(i)"}]},
+        {"id": 3, "text": "  "},
+        {"id": 4, "text": "Who was the first emperor of Rome?", "extra": {"kept": True}},
+    ]
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = subprocess.run(
+        [COE, "route", "--config", str(tmp_config_file(raw)), "--jsonl", str(source), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in rows] == [1, 2, 3, 4]
+    assert rows[0]["category"] == "math" and rows[0]["expert"] == "smollm2-math"
+    assert rows[1]["category"] == "coding" and rows[1]["messages"] == lines[1]["messages"]
+    assert rows[2]["category"] is None and "nothing to route on" in rows[2]["error"]
+    assert rows[3]["extra"] == {"kept": True} and rows[3]["router_version"] == trained_router.version
+    for row in (rows[0], rows[1], rows[3]):
+        assert set(row) >= {"category", "probabilities", "expert", "confidence", "uncertain", "router_version"}
