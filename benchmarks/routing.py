@@ -4,8 +4,10 @@
 
 1. Latency: p50/p99 of one routing decision, in-process, against the bare embedding forward
    pass of the same texts, measured in the same run; the ratio is the router's own overhead.
-2. Throughput: decisions/s through the router deployment with ``concurrency`` requests in
-   flight, with Serve batching (max batch 32) against without (max batch 1), same run.
+2. Throughput, batched against unbatched in the same run: in-process (``concurrency``
+   requests per embedding pass against one per pass), and through the router deployment with
+   ``concurrency`` requests in flight (``@serve.batch`` max 32 against max 1), each for the
+   test split (mixed lengths, long passages included) and for short prompts.
 3. Accuracy per category on the test split, from the current router artifact.
 
 Writes ``benchmarks/results/routing.json`` and ``routing.png``.
@@ -53,7 +55,22 @@ def latency(router: Any, texts: list[str], repeats: int) -> dict[str, float]:
     }
 
 
-async def _throughput(handle: Any, texts: list[str], concurrency: int) -> float:
+def in_process_throughput(router: Any, texts: list[str], batch: int) -> dict[str, float]:
+    """Decisions/s in-process: ``batch`` requests per embedding pass against one at a time."""
+    queries = [router.prepare([{"role": "user", "content": text}]) for text in texts]
+    started = time.perf_counter()
+    for start in range(0, len(queries), batch):
+        router.decide(queries[start : start + batch])
+    batched = len(queries) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    for query in queries:
+        router.decide([query])
+    single = len(queries) / (time.perf_counter() - started)
+    return {"batched_decisions_per_s": batched, "unbatched_decisions_per_s": single, "batched_vs_unbatched": batched / single}
+
+
+async def _throughput(handle: Any, texts: list[str], concurrency: int) -> tuple[float, float]:
+    """(decisions/s, mean batch size) with ``concurrency`` requests in flight."""
     limit = asyncio.Semaphore(concurrency)
 
     async def one(text: str) -> None:
@@ -61,12 +78,15 @@ async def _throughput(handle: Any, texts: list[str], concurrency: int) -> float:
             await handle.route.remote([{"role": "user", "content": text}])
 
     await asyncio.gather(*(one(text) for text in texts[:concurrency]))  # warm-up
+    before = await handle.stats.remote()
     started = time.perf_counter()
     await asyncio.gather(*(one(text) for text in texts))
-    return len(texts) / (time.perf_counter() - started)
+    rate = len(texts) / (time.perf_counter() - started)
+    after = await handle.stats.remote()
+    return rate, (after["decisions"] - before["decisions"]) / max(1, after["batches"] - before["batches"])
 
 
-def throughput(config: Any, texts: list[str], concurrency: int) -> dict[str, float]:
+def throughput(config: Any, workloads: dict[str, list[str]], concurrency: int) -> dict[str, dict[str, float]]:
     """Decisions/s through the router deployment, batched against unbatched, in one Ray session."""
     import ray
     from ray import serve
@@ -74,20 +94,25 @@ def throughput(config: Any, texts: list[str], concurrency: int) -> dict[str, flo
     from deployments.app import deployment_options
     from deployments.router import RouterServer
 
-    results = {}
+    results: dict[str, dict[str, float]] = {name: {} for name in workloads}
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
         for label, batch_size in (("unbatched", 1), ("batched", 32)):
-            router = config.router.model_copy(update={"batching": config.router.batching.model_copy(update={"max_batch_size": batch_size})})
+            batching = config.router.batching.model_copy(update={"max_batch_size": batch_size})
+            router = config.router.model_copy(update={"batching": batching})
             variant = config.model_copy(update={"router": router})
             app = serve.deployment(RouterServer).options(name="router", **deployment_options(router.deployment)).bind(variant)
             handle = serve.run(app, name=f"routing-bench-{label}", route_prefix=None)
-            results[f"{label}_decisions_per_s"] = asyncio.run(_throughput(handle, texts, concurrency))
+            for name, texts in workloads.items():
+                rate, mean_batch = asyncio.run(_throughput(handle, texts, concurrency))
+                results[name][f"{label}_decisions_per_s"] = rate
+                results[name][f"{label}_mean_batch"] = mean_batch
             serve.delete(f"routing-bench-{label}")
     finally:
         serve.shutdown()
         ray.shutdown()
-    results["batched_vs_unbatched"] = results["batched_decisions_per_s"] / results["unbatched_decisions_per_s"]
+    for row in results.values():
+        row["batched_vs_unbatched"] = row["batched_decisions_per_s"] / row["unbatched_decisions_per_s"]
     return results
 
 
@@ -137,19 +162,33 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"router_version": router.version}
     summary["latency"] = latency(router, texts[: args.latency_texts], args.repeats)
     summary["accuracy"] = router.artifact.manifest.metrics["test"]
-    pool = (texts * (args.requests // max(1, len(texts)) + 1))[: args.requests]
-    summary["throughput"] = throughput(config, pool, args.concurrency)
-    summary["throughput"]["concurrency"] = args.concurrency
+    def pool(items: list[str]) -> list[str]:
+        return (items * (args.requests // max(1, len(items)) + 1))[: args.requests]
 
-    lat, thr = summary["latency"], summary["throughput"]
+    workloads = {
+        "test split (mixed lengths)": pool(texts),
+        "short prompts (<120 chars)": pool([text for text in texts if len(text) < 120]),
+    }
+    summary["in_process"] = {name: in_process_throughput(router, texts[:256], args.concurrency) for name, texts in workloads.items()}
+    summary["throughput"] = throughput(config, workloads, args.concurrency)
+    summary["concurrency"] = args.concurrency
+
+    lat = summary["latency"]
     print(f"\nrouting benchmark, router {router.version}")
     print(f"decision latency p50 {lat['decision_p50_ms']:.1f} ms, p99 {lat['decision_p99_ms']:.1f} ms")
     print(f"embedding pass   p50 {lat['embedding_p50_ms']:.1f} ms, p99 {lat['embedding_p99_ms']:.1f} ms")
     print(f"decision / embedding: p50 ×{lat['p50_ratio']:.2f}, p99 ×{lat['p99_ratio']:.2f}")
-    print(
-        f"{args.concurrency} concurrent: batched {thr['batched_decisions_per_s']:.0f}/s, "
-        f"unbatched {thr['unbatched_decisions_per_s']:.0f}/s (×{thr['batched_vs_unbatched']:.2f})"
-    )
+    for name, row in summary["in_process"].items():
+        print(
+            f"in-process, {name}: {args.concurrency} per pass {row['batched_decisions_per_s']:.0f}/s, "
+            f"one per pass {row['unbatched_decisions_per_s']:.0f}/s → ×{row['batched_vs_unbatched']:.2f}"
+        )
+    for name, row in summary["throughput"].items():
+        print(
+            f"router deployment, {args.concurrency} in flight, {name}: @serve.batch {row['batched_decisions_per_s']:.0f}/s "
+            f"(mean batch {row['batched_mean_batch']:.1f}), unbatched {row['unbatched_decisions_per_s']:.0f}/s "
+            f"→ ×{row['batched_vs_unbatched']:.2f}"
+        )
     print(f"test accuracy {summary['accuracy']['accuracy']:.1%}")
     for category, row in summary["accuracy"]["per_category"].items():
         print(f"  {category:<12} precision {row['precision']:.2f}  recall {row['recall']:.2f}  n={row['support']}")

@@ -31,6 +31,12 @@ class RouterServer:
     def __init__(self, config: AppConfig) -> None:
         force_offline()
         assert config.router is not None
+        import os
+
+        import torch
+
+        # Ray gives a fractional-CPU replica one thread; one batched pass should use the cores.
+        torch.set_num_threads(config.router.batching.torch_threads or os.cpu_count() or 1)
         self._settings = config.router
         self._store = RouterStore(Path(config.router.store))
         self._factory = RouterFactory(config)
@@ -39,6 +45,8 @@ class RouterServer:
         self._last_error: str | None = None
         self._decide.set_max_batch_size(config.router.batching.max_batch_size)
         self._decide.set_batch_wait_timeout_s(config.router.batching.batch_wait_timeout_s)
+        self._batches = 0
+        self._decisions = 0
         self._stopped = threading.Event()
         threading.Thread(target=self._watch, name="router-pointer-watch", daemon=True).start()
 
@@ -77,6 +85,9 @@ class RouterServer:
         manifest = self._router.artifact.manifest
         return {"version": manifest.version, "taxonomy": list(manifest.taxonomy), "created_at": manifest.created_at}
 
+    async def stats(self) -> dict[str, Any]:
+        return {"batches": self._batches, "decisions": self._decisions, "version": self._router.version}
+
     # ------------------------------------------------------------------ decisions
     async def route(self, messages: Sequence[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> RouteDecision:
         router = self._router  # this request stays on this version, whatever swaps meanwhile
@@ -85,6 +96,8 @@ class RouterServer:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.003)
     async def _decide(self, items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:
+        self._batches += 1
+        self._decisions += len(items)
         return await asyncio.to_thread(_decide_grouped, items)
 
     def __del__(self) -> None:

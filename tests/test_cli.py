@@ -95,3 +95,23 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
     except httpx.HTTPError:
         still_listening = False
     assert not still_listening
+
+
+def test_router_list_use_and_prune(tmp_path: Path, tmp_config_file) -> None:
+
+    from tests.services.router.test_artifact_store import publish
+
+    first, second = publish(tmp_path, seed=0), publish(tmp_path, seed=1, temperature=2.0)
+    raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(tmp_path)
+    config = str(tmp_config_file(raw))
+    assert coe("router", "--config", config, "use", first.version).returncode == 0
+    listing = coe("router", "--config", config, "list").stdout
+    assert f"* {first.version}" in listing and f"  {second.version}" in listing
+    assert coe("router", "--config", config, "use", second.version).returncode == 0  # roll forward
+    assert (tmp_path / "current").read_text().strip() == second.version
+    pruned = coe("router", "--config", config, "prune", "--keep", "1")
+    assert pruned.returncode == 0 and first.version in pruned.stdout
+    assert not (tmp_path / first.version).exists() and (tmp_path / second.version).exists()
+    refused = coe("router", "--config", config, "use", "../../etc")
+    assert refused.returncode == 2 and "is not a router version" in refused.stderr

