@@ -191,7 +191,7 @@ def train_router(
             for name in split
         },
         training={
-            **{key: str(value) for key, value in asdict(args).items()},
+            **{key: value for key, value in asdict(args).items() if key != "data_dir"},  # data is identified by hash
             "head": "logistic-regression",
             "regularisation": strength,
         },

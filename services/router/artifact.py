@@ -60,8 +60,8 @@ class RouterArtifact:
 
 
 def content_version(manifest: RouterManifest) -> str:
-    """Hash of everything that defines the router (not when or where it was written)."""
-    payload = manifest.model_dump(mode="json", exclude={"version", "created_at"})
+    """Hash of everything that defines the router (not when it was written, nor what came before)."""
+    payload = manifest.model_dump(mode="json", exclude={"version", "created_at", "parent"})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
