@@ -29,6 +29,7 @@ from services.api.schemas import (
     Usage,
     new_completion_id,
     now,
+    parse_cache_flush,
     parse_chat_request,
 )
 from services.config import AppConfig
@@ -193,6 +194,25 @@ class Ingress:
         decision = await self.route(chat.model_copy(update={"model": AUTO_MODEL}))
         return JSONResponse(decision.model_dump(mode="json"), headers=decision.headers())
 
+    async def flush_cache(self, request: Request) -> JSONResponse:
+        """``POST /admin/cache/flush`` with ``{"version"?: ..., "levels"?: ["l1", "redis"]}``."""
+        flush = parse_cache_flush(await request.body())
+        if self._router is None:
+            raise InvalidRequestError("no router is configured, so nothing is cached", code="no_router")
+        return JSONResponse(await self._router.flush_cache.remote(flush.version, tuple(flush.levels)))
+
+    async def cache_stats(self, request: Request) -> JSONResponse:
+        if self._router is None:
+            raise InvalidRequestError("no router is configured, so nothing is cached", code="no_router")
+        return JSONResponse(await self._router.cache_stats.remote())
+
+    async def metrics(self, request: Request) -> Response:
+        """Prometheus text: the router replica's cache metrics."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body = await self._router.metrics.remote() if self._router is not None else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     async def reload_router(self, request: Request) -> JSONResponse:
         """``POST /admin/router/reload``: check the store's pointer now."""
         if self._router is None:
@@ -314,6 +334,9 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/v1/chat/completions", "chat_completions"),
     ("POST", "/v1/route", "route_only"),
     ("POST", "/admin/router/reload", "reload_router"),
+    ("POST", "/admin/cache/flush", "flush_cache"),
+    ("GET", "/admin/cache/stats", "cache_stats"),
+    ("GET", "/metrics", "metrics"),
 )
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 from ray import serve
 
 from services.artifacts import ArtifactError
+from services.cache.cached_routing import route_with_cache
+from services.cache.route_cache import RouteCache
 from services.config import AppConfig
 from services.experts.loading import force_offline
 from services.router.decision import RouteDecision, RoutingKnobs
@@ -47,6 +49,8 @@ class RouterServer:
         self._decide.set_batch_wait_timeout_s(config.router.batching.batch_wait_timeout_s)
         self._batches = 0
         self._decisions = 0
+        self._cache = RouteCache(config.cache)
+        self._cache.check_redis_at_start()
         self._stopped = threading.Event()
         threading.Thread(target=self._watch, name="router-pointer-watch", daemon=True).start()
 
@@ -90,9 +94,21 @@ class RouterServer:
 
     # ------------------------------------------------------------------ decisions
     async def route(self, messages: Sequence[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> RouteDecision:
+        """The decision for one request: from the L1, from Redis, or computed (``cache`` says which)."""
         router = self._router  # this request stays on this version, whatever swaps meanwhile
         query = router.prepare(messages, knobs)
-        return await self._decide((router, query))
+        return await route_with_cache(self._cache, router, query, lambda router, query: self._decide((router, query)))
+
+    # ------------------------------------------------------------------ cache administration
+    async def flush_cache(self, version: str | None = None, levels: tuple[str, ...] = ("l1", "redis")) -> dict[str, Any]:
+        return await self._cache.flush(version, levels)
+
+    async def cache_stats(self) -> dict[str, Any]:
+        await self._cache.drain()
+        return self._cache.stats()
+
+    async def metrics(self) -> bytes:
+        return self._cache.metrics.exposition()
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.003)
     async def _decide(self, items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:

@@ -21,6 +21,7 @@ from services.experts.config import (
     LoRAExpert,
     OpenAIExpert,
 )
+from services.cache.config import CacheConfig
 from services.router.config import RouterConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,7 @@ class AppConfig(BaseModel):
     experts: tuple[ExpertConfig, ...] = Field(min_length=1, description="Experts clients can name in `model`.")
     default_expert: str = Field(description="Expert that answers `model: auto` when no router is configured.")
     router: RouterConfig | None = Field(None, description="The two-stage router for `model: auto`.")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Route-decision cache (in-process LRU + Redis).")
     ingress: IngressOptions = Field(default_factory=IngressOptions)
     app_name: str = Field("coe", description="Serve application name.")
     route_prefix: str = Field("/", description="HTTP route prefix of the application.")

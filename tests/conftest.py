@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,17 +45,64 @@ def http_port() -> int:
     return free_port()
 
 
+class RedisServer:
+    """A redis-server of the test session's own, on its own port, that tests may stop and restart."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self._workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            self._process = None
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=2)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def router_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("routers")
 
 
 @pytest.fixture(scope="session")
-def app_config(http_port: int, router_store: Path) -> AppConfig:
+def app_config(http_port: int, router_store: Path, redis_server: RedisServer) -> AppConfig:
     """The default config (its fixed score table included), plus remote experts that are this
-    very app reached over HTTP, and a router store of the session's own."""
+    very app reached over HTTP, a router store and a Redis of the session's own."""
     raw = copy.deepcopy(default_config_dict())
     raw["router"]["store"] = str(router_store)
+    raw["cache"] = {"url": redis_server.url, "breaker": {"failure_threshold": 2, "open_s": 1.0}}
     raw["experts"].append(
         {
             "name": "remote-smollm2",
@@ -87,6 +136,7 @@ def ray_cluster(http_port: int) -> Iterator[None]:
 
     os.environ["COE_TEST_REMOTE_KEY"] = "test-key-from-environment"
     os.environ.pop("COE_TEST_UNSET_KEY", None)
+    os.environ.pop("COE_REDIS_URL", None)  # the session's own Redis, from the test config
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     yield

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from deployments.cli import adapters, bench, calibrate, config_render, route, router_store, serve_command, train
+from deployments.cli import adapters, bench, cache, calibrate, config_render, route, router_store, serve_command, train
 from services.errors import CoeError
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -16,6 +16,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     train.register,
     router_store.register,
     calibrate.register,
+    cache.register,
     adapters.register,
     config_render.register,
     bench.register,

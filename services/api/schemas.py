@@ -205,6 +205,25 @@ def parse_chat_request(body: bytes, *, default_model: str | None = None) -> Chat
     return request
 
 
+class CacheFlushRequest(BaseModel):
+    """Body of ``POST /admin/cache/flush``; an empty body flushes everything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(None, pattern=r"^[0-9a-f]{16}$", description="Only this router version's entries.")
+    levels: list[Literal["l1", "redis"]] = Field(default_factory=lambda: ["l1", "redis"], min_length=1)
+
+
+def parse_cache_flush(body: bytes) -> CacheFlushRequest:
+    try:
+        return CacheFlushRequest.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = _param_of(tuple(first.get("loc", ())))
+        message = _message_of(first, param) if param else f"The request body is not valid: {first.get('msg')}."
+        raise InvalidRequestError(message, param=param or None) from exc
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int

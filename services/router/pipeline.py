@@ -52,6 +52,8 @@ class StaticRouter:
         self._cost_weight = settings.cost_weight
         self._tau = settings.confidence_threshold if settings.confidence_threshold is not None else manifest.confidence_threshold
         self._entropy_bound = settings.entropy_threshold or manifest.entropy_threshold
+        # Everything besides the artifact and the request that can change a decision.
+        self._settings_fingerprint = [self._entropy_bound, settings.budget, general_expert, sorted(costs.items())]
 
     @property
     def embedder(self) -> Embedder:
@@ -61,6 +63,12 @@ class StaticRouter:
         """Routing text of one request; an empty one is an :class:`InvalidRequestError`."""
         text, clipped = routing_text(messages, self._context)
         return PreparedQuery(text=text, clipped=clipped, knobs=knobs or RoutingKnobs())
+
+    def cache_inputs(self, query: PreparedQuery) -> tuple[object, ...]:
+        """What, besides the version and the routing text, a cached decision depends on."""
+        cost_weight = self._cost_weight if query.knobs.cost_weight is None else query.knobs.cost_weight
+        tau = self._tau if query.knobs.confidence_threshold is None else query.knobs.confidence_threshold
+        return (round(cost_weight, 9), round(tau, 9), self._settings_fingerprint)
 
     def decide(self, queries: list[PreparedQuery]) -> list[RouteDecision]:
         texts = [query.text for query in queries]

@@ -1,0 +1,147 @@
+"""The route cache through the real service: levels, versions, Redis failures, bad values, tools."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.router.artifact import write_router_artifact
+from services.router.store import RouterStore
+
+COE = str(Path(sys.executable).parent / "coe")
+
+
+def unique_math() -> str:
+    return f"Compute the integral of x^2 from 0 to {uuid.uuid4().int % 10**12 + 3}."
+
+
+def route(http: Any, text: str, **extra: Any) -> dict[str, Any]:
+    response = http.post("/v1/route", json={"messages": [{"role": "user", "content": text}], **extra})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def settle(http: Any) -> dict[str, Any]:
+    """The router's cache counters, once its background writes to Redis have finished."""
+    return http.get("/admin/cache/stats").json()
+
+
+def test_miss_then_l1_then_redis_through_route_and_chat(http: Any) -> None:
+    text = unique_math()
+    first = route(http, text)
+    assert first["cache"] == "miss" and first["expert"] == "smollm2-math"
+    assert route(http, text)["cache"] == "l1"
+    assert route(http, f"  {text.replace(' ', '   ')}\n")["cache"] == "l1"  # whitespace variants hit
+    assert route(http, text, coe={"cost_weight": 0.5})["cache"] == "miss"  # other knobs, other entry
+    settle(http)
+    assert http.post("/admin/cache/flush", json={"levels": ["l1"]}).json()["l1_removed"] >= 2
+    redis_hit = route(http, text)
+    assert redis_hit["cache"] == "redis"
+    assert {key: value for key, value in redis_hit.items() if key != "cache"} == {key: value for key, value in first.items() if key != "cache"}
+    chat = http.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": text}], "max_tokens": 1})
+    assert chat.status_code == 200 and chat.json()["route"]["cache"] == "l1"
+
+
+def test_a_hot_swap_never_serves_the_old_versions_decisions(http: Any, trained_router: Any) -> None:
+    store = RouterStore(trained_router.folder.parent)
+    original = store.load_current()
+    scores = {category: dict(row) for category, row in original.manifest.scores.items()}
+    scores["math"]["smollm2"] = 0.99
+    changed = write_router_artifact(store.root, original.manifest.model_copy(update={"scores": scores}), original.weight, original.bias)
+    text = unique_math()
+    assert route(http, text)["cache"] == "miss"
+    try:
+        store.use(changed.version)
+        assert http.post("/admin/router/reload").json()["version"] == changed.version
+        after = route(http, text)
+        assert (after["cache"], after["router_version"], after["expert"]) == ("miss", changed.version, "smollm2")
+        assert route(http, text)["cache"] == "l1"
+    finally:
+        store.use(original.version)
+        http.post("/admin/router/reload")
+    back = route(http, text)  # the old version's entry is valid again for the old version
+    assert (back["router_version"], back["expert"]) == (original.version, "smollm2-math") and back["cache"] in ("l1", "redis")
+
+
+def test_redis_down_and_back_never_fails_a_request(base_url: str, http: Any, redis_server: Any) -> None:
+    assert settle(http)["breaker"] == "closed"
+    redis_server.stop()
+    try:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                responses = list(pool.map(lambda _: client.post("/v1/route", json={"messages": [{"role": "user", "content": unique_math()}]}), range(24)))
+        assert [response.status_code for response in responses] == [200] * 24
+        assert {response.json()["cache"] for response in responses} == {"miss"}
+        assert settle(http)["breaker"] in ("open", "half_open")
+    finally:
+        redis_server.start()
+    deadline = time.monotonic() + 15
+    while settle(http)["breaker"] != "closed":  # the breaker probes again after open_s and closes
+        assert time.monotonic() < deadline, "the cache did not reconnect to Redis"
+        route(http, unique_math())
+        time.sleep(0.3)
+    text = unique_math()
+    route(http, text)
+    settle(http)
+    http.post("/admin/cache/flush", json={"levels": ["l1"]})
+    assert route(http, text)["cache"] == "redis"
+
+
+def test_a_corrupt_value_in_redis_is_ignored_and_replaced(http: Any, redis_server: Any, trained_router: Any) -> None:
+    client = redis_server.client()
+    text = unique_math()
+    before = set(client.scan_iter(match=f"coe:route:{trained_router.version}:*"))
+    route(http, text)
+    settle(http)
+    (key,) = set(client.scan_iter(match=f"coe:route:{trained_router.version}:*")) - before
+    client.set(key, b"\x89PNG not a decision")
+    http.post("/admin/cache/flush", json={"levels": ["l1"]})
+    corrupt_before = settle(http)["corrupt_values"]
+    again = route(http, text)
+    assert again["cache"] == "miss" and again["expert"] == "smollm2-math"
+    assert settle(http)["corrupt_values"] == corrupt_before + 1
+    assert client.get(key).startswith(b"{")  # rewritten with a good decision
+
+
+def test_metrics_expose_hits_misses_errors_and_breaker(http: Any) -> None:
+    route(http, unique_math())
+    text = http.get("/metrics").text
+    for name in (
+        "coe_route_cache_lookups_total",
+        "coe_route_cache_redis_errors_total",
+        "coe_route_cache_breaker_state",
+        "coe_route_cache_lookup_seconds_bucket",
+    ):
+        assert name in text
+    assert 'coe_route_cache_lookups_total{level="l1",result="hit"}' in text
+
+
+def test_flush_endpoint_validates_its_body(http: Any) -> None:
+    response = http.post("/admin/cache/flush", json={"version": "../../etc"})
+    assert response.status_code == 400 and response.json()["error"]["param"] == "version"
+    assert http.post("/admin/cache/flush", json={"levels": ["disk"]}).status_code == 400
+
+
+def test_cli_stats_and_flush_by_version(http: Any, redis_server: Any, trained_router: Any, tmp_config_file) -> None:
+    from tests.conftest import default_config_dict
+
+    route(http, unique_math())
+    settle(http)
+    raw = copy.deepcopy(default_config_dict())
+    raw["cache"]["url"] = redis_server.url
+    config = str(tmp_config_file(raw))
+    stats = subprocess.run([COE, "cache", "--config", config, "stats"], capture_output=True, text=True, timeout=60)
+    assert stats.returncode == 0 and f'"{trained_router.version}":' in stats.stdout and '"maxmemory_policy"' in stats.stdout
+    flushed = subprocess.run(
+        [COE, "cache", "--config", config, "flush", "--version", trained_router.version], capture_output=True, text=True, timeout=60
+    )
+    assert flushed.returncode == 0 and "removed" in flushed.stdout
+    assert not list(redis_server.client().scan_iter(match=f"coe:route:{trained_router.version}:*"))

@@ -1,0 +1,88 @@
+"""The route cache against real Redis servers: TTL, corrupt values, no Redis at all."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from services.cache.breaker import BreakerState
+from services.cache.config import CacheConfig
+from services.cache.route_cache import RouteCache, ServingVersion, cache_key
+from services.router.decision import RankedExpert, RouteDecision
+from tests.conftest import free_port
+
+VERSION = "0123456789abcdef"
+
+
+def decision(expert: str = "smollm2-math") -> RouteDecision:
+    return RouteDecision(
+        expert=expert, policy="static", category="math", probabilities={"math": 0.9, "coding": 0.1},
+        confidence=0.9, ranked=(RankedExpert(expert=expert, score=0.8),), router_version=VERSION,
+    )
+
+
+def new_cache(url: str, **settings) -> RouteCache:
+    return RouteCache(CacheConfig(url=url, namespace=f"coe:test:{uuid.uuid4().hex[:8]}", **settings))
+
+
+def key(cache: RouteCache, text: str) -> str:
+    return cache_key(cache.config.namespace, ServingVersion(VERSION), text, (0.0, 0.5, []))
+
+
+def test_keys_ignore_whitespace_and_separate_versions_and_knobs() -> None:
+    assert cache_key("ns", ServingVersion(VERSION), "solve  x\\n+1", ()) == cache_key("ns", ServingVersion(VERSION), " solve x\\n+1 ", ())
+    base = cache_key("ns", ServingVersion(VERSION), "solve x", (0.0,))
+    assert base.startswith(f"ns:{VERSION}:0:")
+    assert base != cache_key("ns", ServingVersion("fedcba9876543210"), "solve x", (0.0,))
+    assert base != cache_key("ns", ServingVersion(VERSION, policy_revision=1), "solve x", (0.0,))
+    assert base != cache_key("ns", ServingVersion(VERSION), "solve x", (0.3,))
+
+
+def test_redis_level_serves_after_l1_is_cleared_and_values_expire(redis_server) -> None:
+    async def scenario() -> None:
+        cache = new_cache(redis_server.url, ttl_s=1)
+        assert cache.check_redis_at_start()
+        assert await cache.get(key(cache, "q"), VERSION) == (None, None)
+        cache.put(key(cache, "q"), decision())
+        await cache.drain()
+        assert (await cache.get(key(cache, "q"), VERSION))[1] == "l1"
+        assert redis_server.client().ttl(key(cache, "q")) in (0, 1)
+        cache.clear_l1()
+        found, source = await cache.get(key(cache, "q"), VERSION)
+        assert source == "redis" and found.expert == "smollm2-math"
+        await asyncio.sleep(1.3)
+        assert await cache.get(key(cache, "q"), VERSION) == (None, None)  # gone from both levels
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [b"\x00\xffnot json", b'{"hello": "world"}', b"[1, 2, 3]", decision().model_copy(update={"router_version": "ffffffffffffffff"}).model_dump_json().encode()],
+)
+def test_corrupt_or_foreign_values_are_ignored(redis_server, stored: bytes) -> None:
+    async def scenario() -> None:
+        cache = new_cache(redis_server.url)
+        redis_server.client().set(key(cache, "q"), stored)
+        assert await cache.get(key(cache, "q"), VERSION) == (None, None)
+        assert cache.stats()["corrupt_values"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_without_redis_the_cache_runs_on_its_l1_and_fails_fast() -> None:
+    async def scenario() -> None:
+        cache = new_cache(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=50)
+        assert not cache.check_redis_at_start()
+        assert cache.breaker_state == BreakerState.OPEN
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await cache.get(key(cache, "q"), VERSION) == (None, None)
+        assert loop.time() - started < 0.05  # skipped, not waited for
+        cache.put(key(cache, "q"), decision())
+        await cache.drain()
+        assert (await cache.get(key(cache, "q"), VERSION))[1] == "l1"
+
+    asyncio.run(scenario())
