@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
 
 PROMPTS = (
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--levels", default="1,2,4,8", help="Concurrency levels; the first is the baseline.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     levels = [int(level) for level in args.levels.split(",")]
 
@@ -125,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['concurrency']:>10} {row['tokens']:>8} {row['seconds']:>9.2f} "
             f"{row['tokens_per_s']:>10.1f} {row['speedup_vs_sequential']:>13.2f}x"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "batching.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    plot(summary, args.out / "batching.png")
-    print(f"wrote {args.out / 'batching.json'} and {args.out / 'batching.png'}")
+    save(args.out, "batching", summary, plot)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
 
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-texts", type=int, default=150)
     parser.add_argument("--stream", type=int, default=1500, help="Requests per replayed stream.")
     parser.add_argument("--rates", default="0.3,0.6,0.9", help="Repetition rates to replay.")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
 
     from deployments.cli.route import load_router
@@ -176,10 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  r={row['repeat_rate']}: hit ratio {row['hit_ratio']:.1%} (repeats in stream {row['repeats'] / row['requests']:.1%}; "
             f"L1 {row['l1_share']:.1%}, Redis {row['redis_share']:.1%})"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cache.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    plot(summary, args.out / "cache.png")
-    print(f"wrote {args.out / 'cache.json'} and {args.out / 'cache.png'}")
+    save(args.out, "cache", summary, plot)
     return 0
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
 
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency-texts", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
 
     from deployments.cli.route import load_router
@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"test accuracy {summary['accuracy']['accuracy']:.1%}")
     for category, row in summary["accuracy"]["per_category"].items():
         print(f"  {category:<12} precision {row['precision']:.2f}  recall {row['recall']:.2f}  n={row['support']}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "routing.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    plot(summary, args.out / "routing.png")
-    print(f"wrote {args.out / 'routing.json'} and {args.out / 'routing.png'}")
+    save(args.out, "routing", summary, plot)
     return 0
 
 

@@ -34,12 +34,13 @@ def run(args: argparse.Namespace) -> int:
     if args.name not in names:
         raise ValueError(f"unknown benchmark {args.name!r}; available: {', '.join(names)}")
     script = BENCHMARKS_DIR / f"{args.name}.py"
-    saved_argv = sys.argv
+    saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *args.arguments]
+    sys.path.insert(0, str(BENCHMARKS_DIR))  # as `python benchmarks/NAME.py` would have it
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exit_:
         return int(exit_.code or 0)
     finally:
-        sys.argv = saved_argv
+        sys.argv, sys.path[:] = saved_argv, saved_path
     return 0
