@@ -86,3 +86,49 @@ def test_without_redis_the_cache_runs_on_its_l1_and_fails_fast() -> None:
         assert (await cache.get(key(cache, "q"), VERSION))[1] == "l1"
 
     asyncio.run(scenario())
+
+
+def test_password_from_the_environment(tmp_path, monkeypatch) -> None:
+    import subprocess
+    import time
+
+    import redis
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", "s3cret", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis(port=port, password="s3cret").ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        url = f"redis://127.0.0.1:{port}/0"
+        assert not new_cache(url, timeout_ms=200).check_redis_at_start()  # no password: refused
+        monkeypatch.setenv("COE_TEST_REDIS_PASSWORD", "s3cret")
+        cache = new_cache(url, timeout_ms=200, password_env="COE_TEST_REDIS_PASSWORD")
+        assert cache.check_redis_at_start()
+
+        async def scenario() -> None:
+            cache.put(key(cache, "q"), decision())
+            await cache.drain()
+            cache.clear_l1()
+            assert (await cache.get(key(cache, "q"), VERSION))[1] == "redis"
+
+        asyncio.run(scenario())
+        assert "s3cret" not in cache.stats()["redis_url"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_redis_url_from_the_environment_wins_and_passwords_are_redacted(monkeypatch) -> None:
+    from services.cache.config import redacted
+
+    monkeypatch.setenv("COE_REDIS_URL", "rediss://:pw@cache.internal:6380/2")
+    config = CacheConfig()
+    assert config.resolved_url() == "rediss://:pw@cache.internal:6380/2"
+    assert redacted(config.resolved_url()) == "rediss://:***@cache.internal:6380/2"
