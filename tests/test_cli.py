@@ -53,7 +53,7 @@ def test_serve_refuses_to_start_without_a_router(tmp_config_file, tmp_path: Path
     assert result.returncode == 2 and "train one with `coe train router`" in result.stderr
 
 
-def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path, tmp_config_file, trained_router) -> None:
+def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path, tmp_config_file, trained_router, redis_server) -> None:
     """`coe serve` as a user runs it: its own Ray instance, ready URL printed, Ctrl-C stops it."""
     import os
     import signal
@@ -64,6 +64,7 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
 
     raw = copy.deepcopy(default_config_dict())
     raw["router"]["store"] = str(trained_router.folder.parent)
+    raw["cache"]["url"] = redis_server.url  # not the machine's shared Redis
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     log_path = tmp_path / "serve.log"  # Ray logs a lot; a file cannot fill up and block it like a pipe
