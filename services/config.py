@@ -23,6 +23,7 @@ from services.experts.config import (
 )
 from services.cache.config import CacheConfig
 from services.router.config import RouterConfig
+from services.training_config import TrainingConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
@@ -63,6 +64,10 @@ class AppConfig(BaseModel):
     default_expert: str = Field(description="Expert that answers `model: auto` when no router is configured.")
     router: RouterConfig | None = Field(None, description="The two-stage router for `model: auto`.")
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Route-decision cache (in-process LRU + Redis).")
+    training: TrainingConfig = Field(
+        default_factory=lambda: TrainingConfig(reward_model=str(PROJECT_ROOT / "artifacts" / "reward")),
+        description="Offline jobs: where the reward model lives, how the mapping job samples.",
+    )
     ingress: IngressOptions = Field(default_factory=IngressOptions)
     app_name: str = Field("coe", description="Serve application name.")
     route_prefix: str = Field("/", description="HTTP route prefix of the application.")
@@ -166,6 +171,9 @@ def with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
         if isinstance(embedder, dict) and isinstance(embedder.get("path"), str):
             router["embedder"] = {**embedder, "path": _resolve(embedder["path"], folder)}
         resolved["router"] = router
+    training = raw.get("training")
+    if isinstance(training, dict) and isinstance(training.get("reward_model"), str):
+        resolved["training"] = {**training, "reward_model": _resolve(training["reward_model"], folder)}
     return resolved
 
 

@@ -19,6 +19,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     router.add_argument("--report-dir", type=Path, default=Path("benchmarks/results"), help="Where the confusion matrix PNG goes.")
     router.set_defaults(run=run_router)
 
+    mapping = jobs.add_parser("mapping", help="Score every expert per category with the reward model; publish the table.")
+    mapping.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
+    mapping.add_argument("--data-dir", type=Path, help="Folder with calibration.jsonl (default: the seed splits).")
+    mapping.add_argument("--reward-model", type=Path, help="Reward model directory (default: training.reward_model).")
+    mapping.add_argument("--ray", choices=["auto", "on", "off"], default="auto", help="Generate on Ray actors (auto: if a cluster is reachable).")
+    mapping.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
+    mapping.set_defaults(run=run_mapping)
+
     splits = jobs.add_parser("splits", help="Rebuild train/calibration/test.jsonl from the per-category seed files.")
     splits.add_argument("--config", help="App config YAML (for the taxonomy).")
     splits.add_argument("--seed", type=int, default=0)
@@ -60,4 +68,37 @@ def run_splits(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     taxonomy = config.router.categories if config.router else DEFAULT_CATEGORIES
     print(json.dumps(make_splits(SEED_DIR, DATA_DIR, taxonomy, seed=args.seed)))
+    return 0
+
+
+def use_ray(choice: str) -> bool:
+    """``auto``: use a Ray cluster when one is reachable (``ray job submit`` sets RAY_ADDRESS)."""
+    import os
+
+    if choice == "off":
+        return False
+    import ray
+
+    if ray.is_initialized():
+        return True
+    if choice == "on" or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "auto")
+        return True
+    return False
+
+
+def run_mapping(args: argparse.Namespace) -> int:
+    from router_training.mapping.job import format_table, run_mapping as map_experts
+    from router_training.router.data import DATA_DIR
+    from services.config import load_config
+    from services.rewards.model import RewardModel
+
+    config = load_config(args.config)
+    reward_model = RewardModel.load(args.reward_model or Path(config.training.reward_model))
+    result = map_experts(
+        config, reward_model, data_dir=args.data_dir or DATA_DIR, use_ray=use_ray(args.ray), activate=not args.no_activate
+    )
+    print(format_table(result, config.general_expert))
+    assert result.artifact is not None
+    print(f"router {result.artifact.version} written" + ("" if args.no_activate else " and made current"))
     return 0

@@ -36,6 +36,8 @@ class Example:
 def messages_of(row: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
     """A row's conversation: ``text`` is one user turn, ``messages`` is used as given."""
     if isinstance(row.get("text"), str):
+        if not row["text"].strip():
+            raise DataError(f"{where}: 'text' is empty")
         return ({"role": "user", "content": row["text"]},)
     messages = row.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -45,6 +47,9 @@ def messages_of(row: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
         if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             raise DataError(f"{where}: messages[{index}] needs a role in {sorted(ROLES)} and string content")
         result.append({"role": message["role"], "content": message["content"]})
+    users = [message for message in result if message["role"] == "user"]
+    if not users or not users[-1]["content"].strip():
+        raise DataError(f"{where}: the conversation has no user text to route on")
     return tuple(result)
 
 

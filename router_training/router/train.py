@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from router_training.router.data import DATA_DIR, Example, read_examples
+from router_training.router.data import DATA_DIR, DataError, Example, read_examples
 from services.artifacts import file_sha256
 from services.config import AppConfig
 from services.router.artifact import RouterArtifact, RouterManifest, write_router_artifact
@@ -131,22 +131,56 @@ def plot_confusion(metrics: dict[str, Any], categories: tuple[str, ...], path: P
     plt.close(figure)
 
 
-def train_router(
-    config: AppConfig, args: RouterTrainingArgs = RouterTrainingArgs(), *, activate: bool = True, report_dir: Path | None = None
-) -> RouterArtifact:
+@dataclass(frozen=True)
+class Splits:
+    """The three named splits, read and checked against the taxonomy."""
+
+    examples: dict[str, list[Example]]
+    data_dir: Path
+
+    @classmethod
+    def read(cls, data_dir: Path, categories: tuple[str, ...], minimum_per_category: int = 5) -> "Splits":
+        examples = {name: read_examples(data_dir / f"{name}.jsonl", categories) for name in ("train", "calibration", "test")}
+        counts = {category: sum(example.category == category for example in examples["train"]) for category in categories}
+        few = {category: count for category, count in counts.items() if count < minimum_per_category}
+        if few:
+            raise DataError(
+                f"{data_dir / 'train.jsonl'}: too few examples for {few}; "
+                f"every category needs at least {minimum_per_category}"
+            )
+        return cls(examples=examples, data_dir=data_dir)
+
+    def labels(self, name: str, categories: tuple[str, ...]) -> np.ndarray:
+        return np.array([categories.index(example.category) for example in self.examples[name]])
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            name: {"file": f"{name}.jsonl", "sha256": file_sha256(self.data_dir / f"{name}.jsonl"), "examples": len(rows)}
+            for name, rows in self.examples.items()
+        }
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """A calibrated stage-1 head for one embedder, with its metrics."""
+
+    weight: np.ndarray  # (categories, dimension)
+    bias: np.ndarray  # (categories,)
+    temperature: float
+    tau: float
+    entropy_bound: float
+    regularisation: float
+    calibration_accuracy: float
+    metrics: dict[str, Any]
+
+
+def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: RouterTrainingArgs) -> HeadFit:
+    """Fit, calibrate and evaluate a logistic-regression head on ``embedder``'s embeddings."""
     from sklearn.linear_model import LogisticRegression
 
-    router = config.router
-    if router is None:
-        raise ValueError("the config has no `router` section")
     categories = router.categories
-    split = {name: read_examples(args.data_dir / f"{name}.jsonl", categories) for name in ("train", "calibration", "test")}
-    missing = sorted(set(categories) - {example.category for example in split["train"]})
-    if missing:
-        raise ValueError(f"the train split has no examples of {missing}; every category needs some")
-    embedder = Embedder(router.embedder)
-    features = {name: embed(embedder, examples, router, name) for name, examples in split.items()}
-    labels = {name: np.array([categories.index(example.category) for example in examples]) for name, examples in split.items()}
+    features = {name: embed(embedder, examples, router, name) for name, examples in splits.examples.items()}
+    labels = {name: splits.labels(name, categories) for name in splits.examples}
 
     def fitted(strength: float) -> LogisticRegression:
         return LogisticRegression(C=strength, max_iter=5000, random_state=args.seed).fit(features["train"], labels["train"])
@@ -165,14 +199,34 @@ def train_router(
     calibrated = softmax(logits("calibration") / temperature)
     tau = float(np.quantile(calibrated.max(axis=1), args.fallback_share))
     bound = args.entropy_fraction * math.log(len(categories))
-    test_metrics = evaluate(softmax(logits("test") / temperature), labels["test"], categories, tau, bound)
     metrics = {
-        "test": test_metrics,
+        "test": evaluate(softmax(logits("test") / temperature), labels["test"], categories, tau, bound),
         "train_accuracy": float((logits("train").argmax(axis=1) == labels["train"]).mean()),
+        "calibration_accuracy": float((logits("calibration").argmax(axis=1) == labels["calibration"]).mean()),
         "calibration_ece_before": expected_calibration_error(softmax(logits("calibration")), labels["calibration"]),
         "calibration_ece_after": expected_calibration_error(calibrated, labels["calibration"]),
     }
-    counts = np.bincount(labels["train"], minlength=len(categories))
+    return HeadFit(weight, bias, temperature, tau, bound, strength, metrics["calibration_accuracy"], metrics)
+
+
+def publish_router(
+    config: AppConfig,
+    fit: HeadFit,
+    embedder: Embedder,
+    splits: Splits,
+    *,
+    scores: dict[str, dict[str, float]],
+    training: dict[str, Any],
+    extra_metrics: dict[str, Any] | None = None,
+    embedder_dir: Path | None = None,
+    activate: bool = True,
+) -> RouterArtifact:
+    """Write a router version (bundling a trained embedder when given) and optionally make it current."""
+    router = config.router
+    assert router is not None
+    categories = router.categories
+    counts = np.bincount(splits.labels("train", categories), minlength=len(categories))
+    store = RouterStore(Path(router.store))
     manifest = RouterManifest(
         name="router",
         version="",
@@ -180,26 +234,34 @@ def train_router(
         embedder=embedder.reference,
         embedding_dimension=embedder.dimension,
         context=router.context,
-        temperature=temperature,
-        confidence_threshold=tau,
-        entropy_threshold=bound,
-        scores=score_table(config),
+        temperature=fit.temperature,
+        confidence_threshold=fit.tau,
+        entropy_threshold=fit.entropy_bound,
+        scores=scores,
         category_shares={category: float(count / counts.sum()) for category, count in zip(categories, counts)},
-        parent=RouterStore(Path(router.store)).current_version() if Path(router.store).is_dir() else None,
-        data={
-            name: {"file": f"{name}.jsonl", "sha256": file_sha256(args.data_dir / f"{name}.jsonl"), "examples": len(split[name])}
-            for name in split
-        },
-        training={
-            **{key: value for key, value in asdict(args).items() if key != "data_dir"},  # data is identified by hash
-            "head": "logistic-regression",
-            "regularisation": strength,
-        },
-        metrics=metrics,
+        parent=store.current_version() if store.root.is_dir() else None,
+        data=splits.provenance(),
+        training={**training, "head": "logistic-regression", "regularisation": fit.regularisation},
+        metrics={**fit.metrics, **(extra_metrics or {})},
     )
-    artifact = write_router_artifact(Path(router.store), manifest, weight, bias)
+    artifact = write_router_artifact(store.root, manifest, fit.weight, fit.bias, embedder_dir=embedder_dir)
     if activate:
-        RouterStore(Path(router.store)).use(artifact.version)
+        store.use(artifact.version)
+    return artifact
+
+
+def train_router(
+    config: AppConfig, args: RouterTrainingArgs = RouterTrainingArgs(), *, activate: bool = True, report_dir: Path | None = None
+) -> RouterArtifact:
+    """The first router: the configured (frozen) embedder, a fitted head and ``initial_scores``."""
+    router = config.router
+    if router is None:
+        raise ValueError("the config has no `router` section")
+    splits = Splits.read(args.data_dir, router.categories)
+    embedder = Embedder(router.embedder)
+    fit = fit_head(embedder, splits, router, args)
+    training = {key: value for key, value in asdict(args).items() if key != "data_dir"}  # data is identified by hash
+    artifact = publish_router(config, fit, embedder, splits, scores=score_table(config), training=training, activate=activate)
     if report_dir is not None:
-        plot_confusion(test_metrics, categories, report_dir / "router_confusion.png")
+        plot_confusion(fit.metrics["test"], router.categories, report_dir / "router_confusion.png")
     return artifact

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from services.artifacts import (
     ArtifactError,
     ArtifactManifest,
     artifact_directory,
+    file_sha256,
     read_manifest,
     verify_files,
     write_manifest,
@@ -29,6 +31,8 @@ from services.router.config import ContextPolicy
 
 HEAD_FILE = "head.safetensors"
 ROUTER_KIND = "router"
+BUNDLED_EMBEDDER = "embedder"  # subdirectory holding a trained embedder, referenced as "artifact:embedder"
+BUNDLED_REFERENCE = f"artifact:{BUNDLED_EMBEDDER}"
 
 
 class RouterManifest(ArtifactManifest):
@@ -58,6 +62,11 @@ class RouterArtifact:
     def version(self) -> str:
         return self.manifest.version
 
+    @property
+    def bundled_embedder(self) -> Path | None:
+        """The trained embedder inside this version, if the manifest refers to one."""
+        return self.folder / BUNDLED_EMBEDDER if self.manifest.embedder == BUNDLED_REFERENCE else None
+
 
 def content_version(manifest: RouterManifest) -> str:
     """Hash of everything that defines the router (not when it was written, nor what came before)."""
@@ -65,17 +74,32 @@ def content_version(manifest: RouterManifest) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_router_artifact(store: Path, manifest: RouterManifest, weight: np.ndarray, bias: np.ndarray) -> RouterArtifact:
-    """Write a new version into ``store`` (atomically); returns it as loaded back from disk."""
+def write_router_artifact(
+    store: Path, manifest: RouterManifest, weight: np.ndarray, bias: np.ndarray, *, embedder_dir: Path | None = None
+) -> RouterArtifact:
+    """Write a new version into ``store`` (atomically); returns it as loaded back from disk.
+
+    With ``embedder_dir`` (a trained sentence-transformers directory), the embedder is copied
+    into the version, every one of its files is hashed with the head, and the manifest refers
+    to it as ``artifact:embedder``.
+    """
     from safetensors.numpy import save
 
     if weight.shape != (len(manifest.taxonomy), manifest.embedding_dimension) or bias.shape != (len(manifest.taxonomy),):
         raise ArtifactError(f"head shapes {weight.shape}/{bias.shape} do not match the taxonomy and embedding size")
     head = save({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)})
-    manifest = manifest.model_copy(update={"files": {HEAD_FILE: hashlib.sha256(head).hexdigest()}, "version": ""})
+    files = {HEAD_FILE: hashlib.sha256(head).hexdigest()}
+    update: dict[str, Any] = {}
+    if embedder_dir is not None:
+        bundled = sorted(path for path in Path(embedder_dir).rglob("*") if path.is_file())
+        files.update({f"{BUNDLED_EMBEDDER}/{path.relative_to(embedder_dir)}": file_sha256(path) for path in bundled})
+        update["embedder"] = BUNDLED_REFERENCE
+    manifest = manifest.model_copy(update={**update, "files": files, "version": ""})
     manifest = manifest.model_copy(update={"version": content_version(manifest)})
     with artifact_directory(store / manifest.version) as staging:
         (staging / HEAD_FILE).write_bytes(head)
+        if embedder_dir is not None:
+            shutil.copytree(embedder_dir, staging / BUNDLED_EMBEDDER)
         write_manifest(staging, manifest)
     return load_router_artifact(store / manifest.version)
 

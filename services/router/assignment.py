@@ -2,7 +2,8 @@
 
 Maximise ``Σ_c w_c Σ_m z[c,m]·u(c,m)`` with ``u(c,m) = s(c,m) − λ·cost_norm(m)`` subject to one
 expert per category (``Σ_m z[c,m] = 1``), only deployed experts (``z[c,m] ≤ d_m``), the general
-expert always deployed (it takes the uncertain requests), and ``Σ_m d_m·cost_m ≤ budget``.
+expert always deployed (it takes the uncertain requests), and ``Σ_m d_m·cost_m ≤ budget``; among
+equally good plans the cheapest is taken, so no expert is deployed that serves nothing.
 Solved exactly with SciPy's MILP solver (HiGHS).
 """
 
@@ -38,6 +39,8 @@ def solve_assignment(
     for i, category in enumerate(categories):
         for j, expert in enumerate(experts):
             objective[i * n_m + j] = -weights.get(category, 0.0) * utility[category].get(expert, -1e6)
+    # A vanishing cost per deployed expert: among equally good plans, deploy nothing unused.
+    objective[n_z:] = [1e-6 * costs[expert] for expert in experts]
     rows, lower, upper = [], [], []
     for i in range(n_c):  # exactly one expert per category
         row = np.zeros(n_z + n_m)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
 from services.router.artifact import RouterArtifact
+from services.router.config import EmbedderSource
 from services.router.embedder import Embedder
 from services.router.pipeline import StaticRouter
 
@@ -21,6 +22,13 @@ class RouterFactory:
         self._embedder: Embedder | None = None
 
     def build(self, artifact: RouterArtifact) -> StaticRouter:
-        if self._embedder is None or self._embedder.reference != artifact.manifest.embedder:
+        """A router for ``artifact``; its embedder is the configured one or the one it bundles."""
+        bundled = artifact.bundled_embedder
+        if bundled is not None:
+            # Each version bundles its own trained embedder: identify it by version, not by name.
+            reference = f"{artifact.manifest.embedder}@{artifact.version}"
+            if self._embedder is None or self._embedder.reference != reference:
+                self._embedder = Embedder(EmbedderSource(path=str(bundled)), reference=reference)
+        elif self._embedder is None or self._embedder.reference != artifact.manifest.embedder:
             self._embedder = Embedder(self._settings.embedder)
         return StaticRouter(artifact, self._embedder, self._settings, self._costs, self._general)

@@ -37,7 +37,8 @@ class StaticRouter:
         general_expert: str,
     ) -> None:
         manifest = artifact.manifest
-        if embedder.reference != manifest.embedder or embedder.dimension != manifest.embedding_dimension:
+        expected = manifest.embedder if artifact.bundled_embedder is None else f"{manifest.embedder}@{manifest.version}"
+        if embedder.reference != expected or embedder.dimension != manifest.embedding_dimension:
             raise ValueError(
                 f"router {manifest.version} was trained on embedder {manifest.embedder} "
                 f"({manifest.embedding_dimension}-d), not {embedder.reference} ({embedder.dimension}-d)"

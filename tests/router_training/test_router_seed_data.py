@@ -56,3 +56,28 @@ def test_malformed_lines_name_the_line(tmp_path: Path) -> None:
     path.write_text('{"messages": [{"role": "wizard", "content": "x"}], "category": "math"}\n')
     with pytest.raises(DataError, match=r"data.jsonl:1: messages\[0\] needs a role"):
         read_examples(path, DEFAULT_CATEGORIES)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"text": "hi", "category": "math"', r"data.jsonl:1: not JSON"),
+        ('{"text": "   ", "category": "math"}', r"data.jsonl:1: 'text' is empty"),
+        ('{"messages": [{"role": "user", "content": ""}], "category": "math"}', r"data.jsonl:1: the conversation has no user text"),
+    ],
+)
+def test_malformed_or_empty_lines_name_the_line(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(DataError, match=message):
+        read_examples(path, DEFAULT_CATEGORIES)
+
+
+def test_too_few_examples_for_a_category_is_named(tmp_path: Path) -> None:
+    from router_training.router.train import Splits
+
+    for name in SPLITS:
+        rows = [{"text": f"solve {i}", "category": "math"} for i in range(6)] + [{"text": "write a poem", "category": "writing"}]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    with pytest.raises(DataError, match=r"train.jsonl: too few examples for .*'writing': 1"):
+        Splits.read(tmp_path, ("math", "writing"))

@@ -47,3 +47,23 @@ def test_an_impossible_budget_is_reported() -> None:
     table = ExpertTable(SCORES, COSTS, SHARES, general_expert="big", budget=1.0)
     with pytest.raises(InvalidRequestError, match="no set of experts fits the budget"):
         table.rank("math", 0.0)
+
+
+def test_milp_finds_the_known_optimum_of_a_constructed_table() -> None:
+    """Three categories, four experts. Unlimited, each category takes its best expert; with a
+    budget of 3 the best set is {mid, small} (value 0.5·0.8 + 0.3·0.7 + 0.2·0.6 = 0.73), which
+    beats {big, small} (0.5·0.9 + 0.3·0.4 + 0.2·0.6 = 0.69) and {big} alone."""
+    from services.router.assignment import solve_assignment
+
+    utility = {
+        "a": {"big": 0.9, "mid": 0.8, "small": 0.3, "tiny": 0.1},
+        "b": {"big": 0.4, "mid": 0.7, "small": 0.4, "tiny": 0.2},
+        "c": {"big": 0.5, "mid": 0.5, "small": 0.6, "tiny": 0.55},
+    }
+    weights = {"a": 0.5, "b": 0.3, "c": 0.2}
+    costs = {"big": 2.5, "mid": 2.0, "small": 0.5, "tiny": 0.4}
+    free = solve_assignment(utility, weights, costs, budget=100.0, general_expert="small")
+    assert free.expert_for == {"a": "big", "b": "mid", "c": "small"}
+    tight = solve_assignment(utility, weights, costs, budget=3.0, general_expert="small")
+    assert tight.expert_for == {"a": "mid", "b": "mid", "c": "small"}
+    assert tight.deployed == frozenset({"mid", "small"})

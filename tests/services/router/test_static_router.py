@@ -91,7 +91,7 @@ def test_cli_routes_a_jsonl_file_in_order_with_fields_passed_through(tmp_path: P
     assert [row["id"] for row in rows] == [1, 2, 3, 4]
     assert rows[0]["category"] == "math" and rows[0]["expert"] == "smollm2-math"
     assert rows[1]["category"] == "coding" and rows[1]["messages"] == lines[1]["messages"]
-    assert rows[2]["category"] is None and "nothing to route on" in rows[2]["error"]
+    assert rows[2]["category"] is None and "'text' is empty" in rows[2]["error"]
     assert rows[3]["extra"] == {"kept": True} and rows[3]["router_version"] == trained_router.version
     for row in (rows[0], rows[1], rows[3]):
         assert set(row) >= {"category", "probabilities", "expert", "confidence", "uncertain", "router_version"}

@@ -1,0 +1,1 @@
+"""Expert scoring and the category → expert mapping (CoE stage 2)."""

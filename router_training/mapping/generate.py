@@ -1,0 +1,144 @@
+"""Answers from every expert to the same prompts, for scoring.
+
+The serving code does the generating: local experts through the same continuous-batching
+engine the deployments run (one engine per base model, its LoRA experts as mixed-adapter rows),
+remote experts through the same OpenAI-compatible client. On a Ray cluster each base model gets
+a Ray actor of its own, so the bases generate in parallel on different nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from services.config import AppConfig
+from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpert
+from services.experts.generation import GenerationRequest, PromptMessage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    expert: str
+    messages: tuple[dict[str, str], ...]
+
+
+def request_for(task: Task, max_tokens: int) -> GenerationRequest:
+    """Greedy, bounded: every expert gets the same deterministic chance."""
+    messages = tuple(
+        PromptMessage(role="system" if message["role"] == "developer" else message["role"], content=message["content"])
+        for message in task.messages
+    )
+    return GenerationRequest(
+        expert=task.expert, messages=messages, max_tokens=max_tokens, max_tokens_explicit=False, temperature=0.0, top_p=1.0
+    )
+
+
+async def _collect(stream: Any) -> str:
+    return "".join([event.text async for event in stream])
+
+
+async def generate_local(base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int) -> list[str]:
+    """All of one base model's tasks (base and adapter rows mixed) through one batching engine."""
+    import os
+
+    import torch
+
+    from services.experts.engine import BatchingEngine
+    from services.experts.loading import check_adapter, load_model
+
+    torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)
+    model, tokenizer = load_model(base)
+    engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
+    try:
+        by_name = {adapter.name: adapter for adapter in adapters}
+        for name in sorted({task.expert for task in tasks} & set(by_name)):
+            await engine.load_adapter(name, check_adapter(by_name[name]))
+        with tqdm(total=len(tasks), desc=f"generating with {base.name}", unit="answer") as progress:
+
+            async def one(task: Task) -> str:
+                adapter = task.expert if task.expert in by_name else None
+                limit = by_name[adapter].max_context_tokens if adapter else base.max_context_tokens
+                text = await _collect(engine.generate(request_for(task, max_tokens), adapter=adapter, max_context_tokens=limit))
+                progress.update()
+                return text
+
+            return list(await asyncio.gather(*(one(task) for task in tasks)))
+    finally:
+        engine.close()
+
+
+async def generate_remote(expert: OpenAIExpert, tasks: list[Task], max_tokens: int, concurrency: int = 8) -> list[str]:
+    from services.experts.remote import RemoteChatBackend
+
+    backend = RemoteChatBackend(expert)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(task: Task) -> str:
+        async with limit:
+            return await _collect(backend.generate(request_for(task, max_tokens)))
+
+    try:
+        return list(await asyncio.gather(*(one(task) for task in tasks)))
+    finally:
+        await backend.close()
+
+
+def _groups(config: AppConfig, tasks: list[Task]) -> dict[str, list[int]]:
+    """Task indices per deployment (a LoRA expert's tasks go with its base)."""
+    groups: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        groups.setdefault(config.deployment_name_for(task.expert), []).append(index)
+    return groups
+
+
+def generate(config: AppConfig, tasks: list[Task], max_tokens: int, *, use_ray: bool = False) -> list[str]:
+    """Answers in the order of ``tasks``."""
+    answers: list[str] = [""] * len(tasks)
+    groups = _groups(config, tasks)
+    if use_ray:
+        return _generate_on_ray(config, tasks, groups, max_tokens)
+    for indices in groups.values():
+        expert = config.expert(tasks[indices[0]].expert)
+        subset = [tasks[index] for index in indices]
+        if isinstance(expert, OpenAIExpert):
+            texts = asyncio.run(generate_remote(expert, subset, max_tokens))
+        else:
+            base = config.expert(expert.base) if isinstance(expert, LoRAExpert) else expert
+            assert isinstance(base, (HFExpert, GGUFExpert))
+            texts = asyncio.run(generate_local(base, config.adapters_of(base.name), subset, max_tokens))
+        for index, text in zip(indices, texts):
+            answers[index] = text
+    return answers
+
+
+def _generate_on_ray(config: AppConfig, tasks: list[Task], groups: dict[str, list[int]], max_tokens: int) -> list[str]:
+    import ray
+
+    @ray.remote
+    class GenerationWorker:
+        """One base model (or remote expert) per actor; Ray places the actors across the cluster."""
+
+        def generate(self, config: AppConfig, subset: list[Task], max_tokens: int) -> list[str]:
+            from services.experts.loading import force_offline
+
+            force_offline()
+            return generate(config, subset, max_tokens, use_ray=False)
+
+    futures = {}
+    for name, indices in groups.items():
+        expert = config.expert(tasks[indices[0]].expert)
+        options = expert.deployment if not isinstance(expert, LoRAExpert) else config.expert(expert.base).deployment
+        worker = GenerationWorker.options(num_cpus=options.num_cpus, name=None).remote()
+        futures[name] = worker.generate.remote(config, [tasks[index] for index in indices], max_tokens)
+        logger.info("generating %d answers for %s on a Ray actor", len(indices), name)
+    answers: list[str] = [""] * len(tasks)
+    for name, future in futures.items():
+        for index, text in zip(groups[name], ray.get(future)):
+            answers[index] = text
+    return answers
