@@ -138,3 +138,25 @@ def test_calibrate_finds_the_cost_weight_for_a_target_share(tmp_path: Path, tmp_
     assert weight == 0 and most >= 50.0  # free choice: the coding prompts go to the code adapter
     weight, share = parsed(calibrate("0.0"))
     assert weight > 0 and share == 0.0  # a large enough λ makes the expensive adapter lose
+
+
+def test_a_version_can_bundle_its_own_embedder(tmp_path: Path, app_config: Any, trained_router: Any) -> None:
+    """A router trained on a fine-tuned embedder carries it; serving loads it from the version."""
+    from services.artifacts import ArtifactError
+    from services.router.artifact import load_router_artifact, write_router_artifact
+    from services.router.embedder import locate_embedder
+    from services.router.loader import RouterFactory
+
+    embedder_dir = locate_embedder(app_config.router.embedder)  # stands in for a fine-tuned one
+    manifest = trained_router.manifest
+    bundled = write_router_artifact(tmp_path, manifest, trained_router.weight, trained_router.bias, embedder_dir=embedder_dir)
+    assert bundled.manifest.embedder == "artifact:embedder" and bundled.bundled_embedder.is_dir()
+    assert "embedder/model.safetensors" in bundled.manifest.files
+    router = RouterFactory(app_config).build(bundled)
+    assert decide(router, "Solve the equation 3x + 7 = 25 and show the steps.").expert == "smollm2-math"
+    weights = bundled.folder / "embedder" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[5000] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="corrupt: embedder/model.safetensors"):
+        load_router_artifact(bundled.folder)
