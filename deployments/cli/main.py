@@ -7,13 +7,14 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from deployments.cli import adapters, bench, cache, calibrate, config_render, route, router_store, serve_command, train
+from deployments.cli import adapters, bench, cache, calibrate, config_render, reward, route, router_store, serve_command, train
 from services.errors import CoeError
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     serve_command.register,
     route.register,
     train.register,
+    reward.register_score,
     router_store.register,
     calibrate.register,
     cache.register,

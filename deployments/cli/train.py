@@ -1,10 +1,17 @@
-"""``coe train ...``: training jobs (``router``, and ``splits`` to rebuild the router's data splits)."""
+"""``coe train ...``: the training jobs.
+
+``all`` runs the whole pipeline (embedder → classifier → reward → mapping); ``embedder``,
+``router``, ``reward`` and ``mapping`` run one stage each; ``splits`` rebuilds the router's splits.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
+
+from deployments.cli import reward
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,6 +33,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     mapping.add_argument("--ray", choices=["auto", "on", "off"], default="auto", help="Generate on Ray actors (auto: if a cluster is reachable).")
     mapping.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
     mapping.set_defaults(run=run_mapping)
+
+    embedder = jobs.add_parser("embedder", help="Fine-tune the router embedder contrastively (dense and/or MoE) and print the ablation.")
+    embedder.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
+    embedder.add_argument("--data-dir", type=Path, help="Folder with train/calibration/test.jsonl (default: the seed splits).")
+    embedder.add_argument("--out", type=Path, required=True, help="Folder receiving one model directory per variant and ablation.json.")
+    embedder.add_argument("--variant", choices=["dense", "moe", "both"], default="both")
+    embedder.add_argument("--moe-layers", type=int, nargs="+", help="Encoder layers whose feed-forward becomes experts (default: 3).")
+    embedder.add_argument("--epochs", type=float, help="Passes over the training pairs (default 1).")
+    embedder.add_argument("--max-steps", type=int, help="Stop after this many optimiser steps.")
+    embedder.set_defaults(run=run_embedder)
+
+    pipeline = jobs.add_parser("all", help="The whole pipeline: embedder → classifier → reward → mapping, with a report.")
+    pipeline.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
+    pipeline.add_argument("--data", type=Path, help="Folder with router/{train,calibration,test}.jsonl and reward/{train,heldout}.jsonl (default: the shipped seed data).")
+    pipeline.add_argument("--out", type=Path, required=True, help="Report directory: metrics.json, PNG charts, trained embedders.")
+    pipeline.add_argument("--reward-out", type=Path, help="Where the reward model goes (default: the config's training.reward_model).")
+    pipeline.add_argument("--ray", choices=["auto", "on", "off"], default="auto", help="Generate the mapping answers on Ray actors (auto: if a cluster is reachable).")
+    pipeline.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
+    pipeline.add_argument("--quick", action="store_true", help="Smoke test: a few optimiser steps per model (minutes less, much worse models).")
+    pipeline.set_defaults(run=run_all)
+
+    reward.register_train(jobs)
 
     splits = jobs.add_parser("splits", help="Rebuild train/calibration/test.jsonl from the per-category seed files.")
     splits.add_argument("--config", help="App config YAML (for the taxonomy).")
@@ -101,4 +130,66 @@ def run_mapping(args: argparse.Namespace) -> int:
     print(format_table(result, config.general_expert))
     assert result.artifact is not None
     print(f"router {result.artifact.version} written" + ("" if args.no_activate else " and made current"))
+    return 0
+
+
+def embedder_args(args: argparse.Namespace, *, quick: bool = False, base: Any = None) -> Any:
+    """Embedder hyper-parameters: ``base`` (default: the job's defaults) with the flags given."""
+    import dataclasses
+
+    from router_training.embedder.train import EmbedderTrainingArgs
+
+    values: dict[str, Any] = {"max_steps": 2} if quick else {}
+    for flag, name in (("moe_layers", "moe_layers"), ("epochs", "epochs"), ("max_steps", "max_steps")):
+        if getattr(args, flag, None) is not None:
+            values[name] = tuple(getattr(args, flag)) if flag == "moe_layers" else getattr(args, flag)
+    return dataclasses.replace(base or EmbedderTrainingArgs(), **values)
+
+
+def run_embedder(args: argparse.Namespace) -> int:
+    from router_training.embedder.train import train_embedder
+    from router_training.pipeline.ablation import format_ablation, run_ablation
+    from router_training.router.data import DATA_DIR
+    from router_training.router.train import Splits
+    from services.artifacts import write_json_atomic
+    from services.config import load_config
+
+    config = load_config(args.config)
+    if config.router is None:
+        raise ValueError("the config has no `router` section")
+    router = config.router
+    splits = Splits.read(args.data_dir or DATA_DIR, router.categories)
+    training = embedder_args(args)
+    variants = ["dense", "moe"] if args.variant == "both" else [args.variant]
+    trained = {
+        variant: train_embedder(router.embedder, router.categories, splits.examples["train"], args.out / variant, variant, training)
+        for variant in variants
+    }
+    for variant, folder in trained.items():
+        print(f"{variant} embedder written to {folder}")
+    ablation = run_ablation(splits, router, trained)
+    write_json_atomic(args.out / "ablation.json", {"rows": ablation.rows, "chosen": ablation.chosen})
+    print(format_ablation(ablation.rows))
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    from router_training.pipeline.run import DATA_ROOT, PipelineArgs, budget_embedder_args, budget_reward_args, train_all
+    from router_training.reward.train import RewardTrainingArgs
+    from services.config import load_config
+
+    config = load_config(args.config)
+    pipeline = PipelineArgs(
+        out=args.out,
+        data=args.data or DATA_ROOT,
+        reward_out=args.reward_out,
+        embedder=embedder_args(args, quick=args.quick, base=budget_embedder_args()),
+        reward=RewardTrainingArgs.quick() if args.quick else budget_reward_args(),
+        use_ray=use_ray(args.ray),
+        activate=not args.no_activate,
+    )
+    result = train_all(config, pipeline)
+    print(f"router {result.artifact.version} written" + ("" if args.no_activate else " and made current"))
+    print(f"report: {result.report_dir}")
+    print("stage seconds: " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in result.seconds.items()))
     return 0

@@ -34,7 +34,7 @@ class MappingResult:
     scores: dict[str, dict[str, float]]
     win_rates: dict[str, dict[str, float]]
     assignment: Assignment
-    rewards: dict[str, dict[str, list[float]]]  # expert -> category -> per-prompt rewards
+    rewards: dict[str, list[float]]  # expert -> reward of its answer to each of ``examples``
     examples: list[Example] = field(default_factory=list)
     answers: dict[str, list[str]] = field(default_factory=dict)  # expert -> answers in example order
     artifact: RouterArtifact | None = None
@@ -63,25 +63,26 @@ def score_experts(
     *,
     max_tokens: int,
     use_ray: bool = False,
+    processes: int = 1,
 ) -> MappingResult:
     """Answers from every expert, their rewards, the score table and the win rates."""
     experts = [expert.name for expert in config.experts]
     tasks = [Task(expert=expert, messages=example.messages) for expert in experts for example in examples]
-    answers = generate(config, tasks, max_tokens, use_ray=use_ray)
+    answers = generate(config, tasks, max_tokens, use_ray=use_ray, processes=processes)
     prompts = [transcript(example.messages) for example in examples]
     by_expert: dict[str, list[str]] = {expert: answers[i * len(examples) : (i + 1) * len(examples)] for i, expert in enumerate(experts)}
-    rewards: dict[str, dict[str, list[float]]] = {}
-    for expert in experts:
-        scored = reward_model.score(prompts, by_expert[expert], [example.category for example in examples])
-        for example, score in zip(examples, scored):
-            rewards.setdefault(expert, {}).setdefault(example.category, []).append(float(score.reward))
+    labels = [example.category for example in examples]
+    rewards = {expert: [float(score.reward) for score in reward_model.score(prompts, by_expert[expert], labels)] for expert in experts}
     general = config.general_expert
-    categories = sorted({example.category for example in examples})
-    scores = {category: {expert: float(np.mean(rewards[expert][category])) for expert in experts} for category in categories}
+
+    def of(expert: str, category: str) -> np.ndarray:
+        return np.array([reward for reward, label in zip(rewards[expert], labels) if label == category])
+
+    categories = sorted(set(labels))
+    scores = {category: {expert: float(of(expert, category).mean()) for expert in experts} for category in categories}
     win_rates = {
         category: {
-            expert: float(np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(rewards[expert][category], rewards[general][category])]))
-            for expert in experts
+            expert: float(np.mean(np.sign(of(expert, category) - of(general, category)) * 0.5 + 0.5)) for expert in experts
         }
         for category in categories
     }
@@ -118,7 +119,9 @@ def run_mapping(
     options = config.training.mapping
     calibration = read_examples(data_dir / "calibration.jsonl", config.router.categories)
     examples = sample_prompts(calibration, config.router.categories, options.prompts_per_category)
-    result = score_experts(config, reward_model, examples, max_tokens=options.max_tokens, use_ray=use_ray)
+    result = score_experts(
+        config, reward_model, examples, max_tokens=options.max_tokens, use_ray=use_ray, processes=options.local_processes
+    )
     result.assignment = assign(config, result, base.manifest.category_shares)
     metrics = {
         **base.manifest.metrics,

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router_training.jsonl import DataError, jsonl_objects
+
+__all__ = ["DataError", "Example", "messages_of", "read_examples", "make_splits", "write_jsonl_atomic"]
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "router"
 SEED_DIR = DATA_DIR / "seed"
 SPLITS = ("train", "calibration", "test")
 SPLIT_FRACTIONS = {"train": 0.7, "calibration": 0.15, "test": 0.15}
 ROLES = {"system", "developer", "user", "assistant"}
-
-
-class DataError(ValueError):
-    """A data file is malformed; the message names the file, the line and the fix."""
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,11 @@ def messages_of(row: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
 
 def read_examples(path: Path, taxonomy: tuple[str, ...], *, require_category: bool = True) -> list[Example]:
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: each line must be a JSON object")
-            category = row.get("category")
-            if require_category and category not in taxonomy:
-                raise DataError(f"{where}: category {category!r} is not in the taxonomy {list(taxonomy)}")
-            examples.append(Example(messages=messages_of(row, where), category=category, raw=row))
+    for where, row in jsonl_objects(path):
+        category = row.get("category")
+        if require_category and category not in taxonomy:
+            raise DataError(f"{where}: category {category!r} is not in the taxonomy {list(taxonomy)}")
+        examples.append(Example(messages=messages_of(row, where), category=category, raw=row))
     return examples
 
 

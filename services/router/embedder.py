@@ -46,8 +46,14 @@ class Embedder:
         force_offline()
         from sentence_transformers import SentenceTransformer
 
+        from services.router.moe_embedder import is_moe_embedder, load_moe_embedder
+
         self.reference = reference or source.reference
-        self._model = SentenceTransformer(str(locate_embedder(source)), device="cpu")
+        folder = locate_embedder(source)
+        if is_moe_embedder(folder):  # a contrastive MoE embedder (`coe train embedder --variant moe`)
+            self._model = load_moe_embedder(folder)
+        else:
+            self._model = SentenceTransformer(str(folder), device="cpu")
         self._batch_size = batch_size
         dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dimension = int(dimension())

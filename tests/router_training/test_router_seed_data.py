@@ -61,7 +61,7 @@ def test_malformed_lines_name_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('{"text": "hi", "category": "math"', r"data.jsonl:1: not JSON"),
+        ('{"text": "hi", "category": "math"', r"data.jsonl:1: not valid JSON"),
         ('{"text": "   ", "category": "math"}', r"data.jsonl:1: 'text' is empty"),
         ('{"messages": [{"role": "user", "content": ""}], "category": "math"}', r"data.jsonl:1: the conversation has no user text"),
     ],

@@ -1,0 +1,1 @@
+"""Contrastive fine-tuning of the router's sentence embedder: dense, or with category experts."""

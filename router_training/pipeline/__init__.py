@@ -1,0 +1,1 @@
+"""``coe train all``: embedder → classifier → reward model → mapping, with one report."""

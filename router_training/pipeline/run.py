@@ -1,0 +1,234 @@
+"""``coe train all``: embedder → classifier → reward model → mapping, as one job with one report.
+
+1. **Data** is read and checked first (router splits and preference pairs), so a bad line fails
+   in seconds, naming its file and line, rather than after minutes of training.
+2. **Embedders**: the contrastive dense and MoE variants are trained on ``train``.
+3. **Classifier**: a head is fitted on the frozen embedder and on each trained one; the one
+   with the best calibration accuracy serves (the ablation table).
+4. **Reward model**: DMoERM, with the chosen stage-1 classifier naming uncategorised pairs.
+5. **Router**: the winning head and embedder are published as a new version (scores from the
+   config's ``initial_scores``, not made current), then the **mapping** job scores every expert
+   with the reward model and publishes the final version on top of it.
+6. **Report**: metrics JSON, confusion matrix, reward accuracy and the quality-vs-cost curves.
+
+The new version is made current only after every stage has succeeded, so serving never picks
+up a router whose report failed; the report directory appears in one rename.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from router_training.embedder.train import EmbedderTrainingArgs, train_embedder
+from router_training.mapping.job import MappingResult, format_table, run_mapping
+from router_training.pipeline import report
+from router_training.pipeline.ablation import Ablation, format_ablation, run_ablation
+from router_training.pipeline.sweep import budget_sweep, default_lambdas, references, sweep
+from router_training.reward.data import read_pairs
+from router_training.reward.train import AggregatorSettings, PhaseSettings, RewardTrainingArgs, train_reward_model
+from router_training.router.train import RouterTrainingArgs, Splits, plot_confusion, publish_router, score_table
+from services.artifacts import artifact_directory
+from services.config import AppConfig
+from services.experts.costs import resolve_costs
+from services.rewards.model import RewardModel
+from services.router.artifact import RouterArtifact
+from services.router.loader import RouterFactory
+from services.router.store import RouterStore
+
+logger = logging.getLogger(__name__)
+
+DATA_ROOT = Path(__file__).resolve().parents[1] / "data"  # router/{train,calibration,test}.jsonl, reward/{train,heldout}.jsonl
+STAGES = ("data", "embedders", "classifier", "reward", "mapping", "report")
+TAUS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9)
+
+
+def budget_embedder_args() -> EmbedderTrainingArgs:
+    """A third of an epoch per variant: both variants train in under two minutes."""
+    return EmbedderTrainingArgs(epochs=0.3)
+
+
+def budget_reward_args() -> RewardTrainingArgs:
+    """A seeded sample of the pairs, one pass in phase 1, shorter aggregator training and no
+    per-capability report: the reward model in under four minutes."""
+    return RewardTrainingArgs(
+        phase1=PhaseSettings(epochs=1, learning_rate=5e-5),
+        phase3=AggregatorSettings(max_epochs=80, patience=20),
+        max_train_pairs=640,
+        evaluate_capabilities=False,
+    )
+
+
+@dataclass(frozen=True)
+class PipelineArgs:
+    """Inputs and knobs of one pipeline run; the defaults fit in 15 minutes on 2 CPU cores.
+
+    The stages' defaults here are lighter than those of their own commands (``coe train
+    reward`` trains longer), so that the whole pipeline keeps to that budget.
+    """
+
+    out: Path  # report directory
+    data: Path = DATA_ROOT
+    reward_out: Path | None = None  # default: the config's training.reward_model
+    variants: tuple[str, ...] = ("dense", "moe")
+    embedder: EmbedderTrainingArgs = field(default_factory=budget_embedder_args)
+    reward: RewardTrainingArgs = field(default_factory=budget_reward_args)
+    router: RouterTrainingArgs = RouterTrainingArgs()
+    use_ray: bool = False
+    activate: bool = True
+
+    @property
+    def router_data(self) -> Path:
+        return self.data / "router"
+
+    @property
+    def reward_train(self) -> Path:
+        return self.data / "reward" / "train.jsonl"
+
+    @property
+    def reward_eval(self) -> Path:
+        return self.data / "reward" / "heldout.jsonl"
+
+
+@dataclass
+class PipelineResult:
+    artifact: RouterArtifact
+    report_dir: Path
+    metrics: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class StageClock:
+    """Times each stage and shows one progress bar over the stages."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._bar = tqdm(total=len(STAGES), desc="coe train all", unit="stage")
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self._bar.set_postfix_str(name)
+        started = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        logger.info("stage %s done in %.1f s", name, self.seconds[name])
+        self._bar.update()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def check_data(config: AppConfig, args: PipelineArgs) -> Splits:
+    """Read every input once before any training; errors name the file and line."""
+    assert config.router is not None
+    taxonomy = config.router.categories
+    missing = [path for path in (args.router_data / "train.jsonl", args.reward_train, args.reward_eval) if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"--data {args.data} must hold router/{{train,calibration,test}}.jsonl and reward/{{train,heldout}}.jsonl; "
+            f"missing: {', '.join(str(path) for path in missing)}"
+        )
+    splits = Splits.read(args.router_data, taxonomy)
+    for path in (args.reward_train, args.reward_eval):
+        read_pairs(path, taxonomy, args.reward.capabilities)
+    return splits
+
+
+def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
+    """Run every stage; returns the published router version and the report's metrics."""
+    router = config.router
+    if router is None:
+        raise ValueError("the config has no `router` section")
+    reward_out = args.reward_out or Path(config.training.reward_model)
+    clock = StageClock()
+    try:
+        with artifact_directory(Path(args.out)) as staging:
+            with clock.stage("data"):
+                splits = check_data(config, args)
+            with clock.stage("embedders"):
+                trained = {
+                    variant: train_embedder(
+                        router.embedder, router.categories, splits.examples["train"], staging / "embedders" / variant,
+                        variant, args.embedder,  # type: ignore[arg-type]
+                    )
+                    for variant in args.variants
+                }
+            with clock.stage("classifier"):
+                ablation = run_ablation(splits, router, trained, args.router)
+                print(format_ablation(ablation.rows))
+            with clock.stage("reward"):
+                winner = ablation.winner
+                reward_metrics = train_reward_model(
+                    reward_out, args.reward, train_path=args.reward_train, eval_path=args.reward_eval,
+                    taxonomy=router.categories, categorize=lambda texts: winner.categorize(texts, router.categories),
+                )
+            with clock.stage("mapping"):
+                base = publish_router(
+                    config, winner.fit, winner.embedder, splits, scores=score_table(config),
+                    training={"pipeline": "coe train all", "embedder_variant": winner.variant,
+                              "embedder": asdict(args.embedder),
+                              **{key: value for key, value in asdict(args.router).items() if key != "data_dir"}},
+                    extra_metrics={"ablation": ablation.rows}, embedder_dir=winner.folder, activate=False,
+                )
+                mapping = run_mapping(
+                    config, RewardModel.load(reward_out), data_dir=args.router_data, use_ray=args.use_ray,
+                    activate=False, base=base,
+                )
+                assert mapping.artifact is not None
+                print(format_table(mapping, config.general_expert))
+            with clock.stage("report"):
+                metrics = write_report(staging, config, ablation, reward_metrics, mapping, clock.seconds)
+        artifact = mapping.artifact
+        if args.activate:
+            RouterStore(Path(router.store)).use(artifact.version)
+    finally:
+        clock.close()
+    metrics["stage_seconds"] = clock.seconds
+    report.write_metrics(Path(args.out) / "metrics.json", metrics)
+    return PipelineResult(artifact=artifact, report_dir=Path(args.out).resolve(), metrics=metrics, seconds=clock.seconds)
+
+
+def write_report(
+    folder: Path,
+    config: AppConfig,
+    ablation: Ablation,
+    reward_metrics: dict[str, Any],
+    mapping: MappingResult,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The charts and ``metrics.json``; returns the metrics."""
+    assert config.router is not None and mapping.artifact is not None
+    categories = config.router.categories
+    winner = ablation.winner
+    plot_confusion(winner.fit.metrics["test"], categories, folder / "confusion.png")
+    report.plot_reward_accuracy(reward_metrics, folder / "reward_accuracy.png")
+    costs = resolve_costs(config)
+    served = RouterFactory(config).build(mapping.artifact)
+    points = sweep(served, mapping, costs, default_lambdas(served), list(TAUS))
+    budgets = budget_sweep(served, mapping, costs, mapping.artifact.manifest.category_shares)
+    anchors = references(mapping, costs)
+    report.plot_quality_cost(points, budgets, anchors, folder / "quality_vs_cost.png")
+    metrics: dict[str, Any] = {
+        "router_version": mapping.artifact.version,
+        "ablation": {"rows": ablation.rows, "chosen": ablation.chosen},
+        "classifier": winner.fit.metrics["test"] | {"calibration_accuracy": winner.fit.calibration_accuracy},
+        "reward": reward_metrics,
+        "mapping": {
+            "scores": mapping.scores,
+            "win_rate_vs_general": mapping.win_rates,
+            "assignment": mapping.assignment.expert_for,
+            "deployed": sorted(mapping.assignment.deployed),
+        },
+        "quality_vs_cost": {"lambda_and_tau": points, "budget": budgets, "references": anchors},
+        "stage_seconds": dict(seconds),
+    }
+    report.write_metrics(folder / "metrics.json", metrics)
+    return metrics
+

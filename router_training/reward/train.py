@@ -1,0 +1,322 @@
+"""``coe train reward``: the CPU-sized DMoERM reward model, trained in three phases.
+
+1. **Backbone + value head** on every overall preference pair (all categories together):
+   MiniLM's transformer layers are fine-tuned with ``−log σ(r_c − r_r)``; its word
+   embeddings (half of its 22.6 M parameters) stay as pretrained, which halves the optimiser's
+   work and keeps a few hundred pairs from moving the vocabulary. This model is also the
+   **baseline** (one value head, no adapters, no aggregators) reported next to DMoERM.
+   ``train_backbone: false`` trains the value head alone on the frozen encoder.
+2. **One LoRA adapter per capability**, shared by all categories, on top of the phase-1
+   encoder (frozen), each with its own value head (started from the phase-1 head), trained on
+   that capability's pairs.
+3. **Outer layer**: each pair's category comes from its ``category`` field, else from the
+   ``categorize`` callable (the stage-1 router in the CLI), else ``global``. The capability
+   states ``z_k`` of every overall pair are computed once; a ``global`` aggregator is fitted
+   on all of them, then every category with at least ``min_category_pairs`` fitted pairs gets
+   its own aggregator, started from the global one and fine-tuned on the category's pairs.
+   Smaller categories (and unknown ones) are scored by ``global``.
+
+Model selection uses only a calibration split carved from the training file by prompt
+(early stopping in every phase); the evaluation file is used for reporting only.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from router_training.reward.data import (
+    HELDOUT_PATH,
+    TRAIN_PATH,
+    PreferencePair,
+    calibration_split,
+    read_pairs,
+    with_categories,
+)
+from router_training.reward.phases import (
+    PhaseReport,
+    StatePairs,
+    head_rewards,
+    pairwise_accuracy,
+    train_aggregator,
+    train_value_head,
+)
+from services.artifacts import ArtifactManifest, file_sha256, new_version
+from services.rewards.model import RewardArtifactParts, write_reward_model
+from services.rewards.network import RewardNetwork, pooled_states
+from services.rewards.spec import DEFAULT_CAPABILITIES, GLOBAL_GROUP, LoraSpec, RewardModelSpec
+from services.router.config import DEFAULT_CATEGORIES, EmbedderSource
+
+logger = logging.getLogger(__name__)
+
+METRIC_KEYS = ("pairwise_accuracy", "baseline_pairwise_accuracy", "per_category", "n_train", "n_eval", "seconds")
+
+
+class PhaseSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: float = Field(gt=0, description="Passes over the phase's pairs (before steps_scale).")
+    batch_size: int = Field(16, ge=1, description="Pairs per optimiser step.")
+    learning_rate: float = Field(gt=0, description="Encoder (phase 1) or LoRA (phase 2) learning rate.")
+    head_learning_rate: float = Field(1e-3, gt=0, description="Value-head learning rate.")
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class AggregatorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_epochs: int = Field(200, ge=1)
+    patience: int = Field(30, ge=1, description="Epochs without a better calibration loss before stopping.")
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    init: Literal["mean_of_heads", "random"] = Field(
+        "mean_of_heads", description="Start as the average of the capability heads, or from random weights."
+    )
+
+
+class RewardTrainingArgs(BaseModel):
+    """Hyper-parameters of one training run (``--hparams`` YAML overrides any of them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    max_length: int = Field(256, ge=16, le=512)
+    calibration_fraction: float = Field(0.2, gt=0, lt=1, description="Share of training prompts held for selection.")
+    seed: int = 0
+    train_backbone: bool = Field(True, description="Fine-tune the encoder in phase 1 (else only the value head).")
+    phase1: PhaseSettings = PhaseSettings(epochs=2, learning_rate=5e-5)
+    phase2: PhaseSettings = PhaseSettings(epochs=1, learning_rate=1e-3)
+    lora: LoraSpec = LoraSpec()
+    phase3: AggregatorSettings = AggregatorSettings()
+    min_category_pairs: int = Field(40, ge=1, description="Fitted overall pairs a category needs for its own aggregator.")
+    steps_scale: float = Field(1.0, gt=0, description="Multiplies the epochs of phases 1 and 2.")
+    max_steps: int | None = Field(None, ge=1, description="Cap on optimiser steps per head and epochs per aggregator.")
+    max_train_pairs: int | None = Field(None, ge=8, description="Use a seeded sample of this many training rows.")
+    max_eval_pairs: int | None = Field(None, ge=1, description="Evaluate on a seeded sample of this many pairs.")
+    evaluate_capabilities: bool = Field(True, description="Also report each adapter on the eval file's capability pairs.")
+    inference_batch_size: int = Field(32, ge=1)
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's choice.")
+
+    @classmethod
+    def quick(cls) -> "RewardTrainingArgs":
+        """A smoke-test run: a small sample and a couple of steps per phase (seconds, not minutes)."""
+        return cls(max_steps=2, max_train_pairs=96, max_eval_pairs=32, min_category_pairs=4)
+
+
+def _sample(pairs: list[PreferencePair], limit: int | None, seed: int) -> list[PreferencePair]:
+    if limit is None or len(pairs) <= limit:
+        return pairs
+    return random.Random(seed).sample(pairs, limit)
+
+
+def _accuracy_by_category(chosen: torch.Tensor, rejected: torch.Tensor, categories: Sequence[str]) -> dict[str, dict[str, Any]]:
+    result = {}
+    for category in sorted(set(categories)):
+        rows = torch.tensor([i for i, name in enumerate(categories) if name == category], dtype=torch.long)
+        result[category] = {"pairwise_accuracy": round(pairwise_accuracy(chosen[rows], rejected[rows]), 4), "n": len(rows)}
+    return result
+
+
+def _states(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair], batch_size: int) -> StatePairs:
+    """Capability states ``z_k`` of chosen and rejected responses, each ``(N, K, H)``."""
+    states = pooled_states(
+        network, tokenizer, [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+        network.spec.capabilities, batch_size=batch_size,
+    )
+    return StatePairs(states[: len(pairs)], states[len(pairs) :])
+
+
+def load_backbone() -> tuple[Any, Any, str]:
+    """Pretrained MiniLM encoder, its tokenizer, and its recorded reference (offline)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from services.experts.loading import force_offline
+    from services.router.embedder import locate_embedder
+
+    force_offline()
+    source = EmbedderSource()
+    folder = locate_embedder(source)
+    return AutoModel.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder)), source.reference
+
+
+def train_reward_model(
+    out: Path,
+    args: RewardTrainingArgs | None = None,
+    *,
+    train_path: Path = TRAIN_PATH,
+    eval_path: Path = HELDOUT_PATH,
+    taxonomy: tuple[str, ...] = DEFAULT_CATEGORIES,
+    categorize: Callable[[list[str]], list[str]] | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate and write the artifact to ``out``; returns the ``metrics.json`` content."""
+    args = args or RewardTrainingArgs()
+    started = time.perf_counter()
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    train_rows = _sample(read_pairs(train_path, taxonomy, args.capabilities), args.max_train_pairs, args.seed)
+    eval_rows = read_pairs(eval_path, taxonomy, args.capabilities)
+    eval_overall = [pair for pair in eval_rows if pair.capability is None] or eval_rows
+    eval_overall = _sample(eval_overall, args.max_eval_pairs, args.seed)
+    fit, calibration = calibration_split(train_rows, args.calibration_fraction, args.seed)
+    overall_fit = [p for p in fit if p.capability is None]
+    overall_cal = [p for p in calibration if p.capability is None]
+    if not overall_fit:
+        raise ValueError(f"{train_path}: no overall preference pairs (rows without 'capability') to train on")
+    fit_categories = with_categories(overall_fit, categorize)
+    cal_categories = with_categories(overall_cal, categorize)
+    eval_categories = with_categories(eval_overall, categorize)
+    counts = Counter(fit_categories)
+    own = tuple(c for c in taxonomy if counts[c] >= args.min_category_pairs and c in cal_categories)
+
+    encoder, tokenizer, reference = load_backbone()
+    spec = RewardModelSpec(
+        capabilities=args.capabilities, categories=taxonomy, aggregators=(GLOBAL_GROUP, *own),
+        hidden_size=encoder.config.hidden_size, max_length=args.max_length, lora=args.lora, backbone=reference,
+    )
+    network = RewardNetwork(encoder, spec)
+    steps = {"epochs_scale": args.steps_scale, "max_steps": args.max_steps, "rng": rng,
+             "inference_batch_size": args.inference_batch_size}
+    times: dict[str, float] = {}
+
+    # Phase 1: encoder + value head, no adapters; also the baseline.
+    t0 = time.perf_counter()
+    base_params = [p for name, p in network.encoder.named_parameters() if "lora_" not in name and ".embeddings." not in name]
+    for param in network.parameters():
+        param.requires_grad_(False)
+    groups = [{"params": list(network.value_head.parameters()), "lr": args.phase1.head_learning_rate}]
+    if args.train_backbone:
+        groups.insert(0, {"params": base_params, "lr": args.phase1.learning_rate})
+    for group in groups:
+        for param in group["params"]:
+            param.requires_grad_(True)
+    phase1 = _run_head(network, tokenizer, overall_fit, overall_cal, None, network.value_head, groups, args.phase1, steps)
+    base_chosen, base_rejected = head_rewards(network, tokenizer, eval_overall, None, network.value_head, args.inference_batch_size)
+    times["phase1"] = time.perf_counter() - t0
+
+    # Phase 2: one LoRA adapter + head per capability; the encoder stays as phase 1 left it.
+    t0 = time.perf_counter()
+    phase2: dict[str, PhaseReport] = {}
+    for capability in args.capabilities:
+        head = network.capability_heads[capability]
+        head.load_state_dict(network.value_head.state_dict())
+        network.encoder.set_adapter(capability)
+        for param in network.parameters():
+            param.requires_grad_(False)
+        lora_params = [p for name, p in network.encoder.named_parameters() if "lora_" in name and f".{capability}." in name]
+        groups = [{"params": lora_params, "lr": args.phase2.learning_rate},
+                  {"params": list(head.parameters()), "lr": args.phase2.head_learning_rate}]
+        for param in [*lora_params, *head.parameters()]:
+            param.requires_grad_(True)
+        cap_fit = [p for p in fit if p.capability == capability]
+        cap_cal = [p for p in calibration if p.capability == capability]
+        if not cap_fit:
+            logger.warning("no training pairs for capability %r: its adapter stays the phase-1 model", capability)
+        logger.info("phase 2: adapter %r on %d pairs", capability, len(cap_fit))
+        phase2[capability] = _run_head(network, tokenizer, cap_fit, cap_cal, capability, head, groups, args.phase2, steps)
+    for param in network.parameters():
+        param.requires_grad_(False)
+    times["phase2"] = time.perf_counter() - t0
+
+    # Phase 3: aggregators on precomputed capability states, adapters frozen.
+    t0 = time.perf_counter()
+    fit_states = _states(network, tokenizer, overall_fit, args.inference_batch_size)
+    cal_states = _states(network, tokenizer, overall_cal, args.inference_batch_size)
+    phase3 = _fit_aggregators(network, fit_states, fit_categories, cal_states, cal_categories, args, rng)
+    times["phase3"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    eval_states = _states(network, tokenizer, eval_overall, args.inference_batch_size)
+    eval_groups = [spec.group_of(category) for category in eval_categories]
+    with torch.no_grad():
+        chosen = network.aggregate(eval_states.chosen, eval_groups)
+        rejected = network.aggregate(eval_states.rejected, eval_groups)
+    capability_eval = _capability_accuracy(network, tokenizer, eval_rows, args) if args.evaluate_capabilities else {}
+    times["evaluation"] = time.perf_counter() - t0
+    seconds = time.perf_counter() - started
+
+    metrics = {
+        "pairwise_accuracy": round(pairwise_accuracy(chosen, rejected), 4),
+        "baseline_pairwise_accuracy": round(pairwise_accuracy(base_chosen, base_rejected), 4),
+        "per_category": _accuracy_by_category(chosen, rejected, eval_categories),
+        "n_train": len(train_rows),
+        "n_eval": len(eval_overall),
+        "seconds": round(seconds, 1),
+    }
+    details = {
+        "phase_seconds": {name: round(value, 1) for name, value in times.items()},
+        "baseline_per_category": _accuracy_by_category(base_chosen, base_rejected, eval_categories),
+        "capabilities_on_eval": capability_eval,
+        "phase1": phase1.as_dict(),
+        "phase2": {name: report.as_dict() for name, report in phase2.items()},
+        "phase3": {name: report.as_dict() for name, report in phase3.items()},
+        "n_fit": len(fit), "n_calibration": len(calibration),
+        "fit_pairs_per_category": dict(sorted(counts.items())),
+    }
+    manifest = ArtifactManifest(
+        kind="reward-model", name="dmoerm", version=new_version(), base=reference,
+        data={"train": {"path": str(train_path), "sha256": file_sha256(Path(train_path))},
+              "eval": {"path": str(eval_path), "sha256": file_sha256(Path(eval_path))}},
+        training=args.model_dump(mode="json"), metrics={**metrics, **details},
+    )
+    write_reward_model(Path(out), RewardArtifactParts(network, tokenizer, encoder.config, manifest, metrics))
+    logger.info("reward model written to %s: accuracy %.3f (baseline %.3f) in %.0f s",
+                out, metrics["pairwise_accuracy"], metrics["baseline_pairwise_accuracy"], seconds)
+    return metrics
+
+
+def _run_head(network: RewardNetwork, tokenizer: Any, fit: list[PreferencePair], calibration: list[PreferencePair],
+              adapter: str | None, head: torch.nn.Linear, groups: list[dict[str, Any]], settings: PhaseSettings,
+              steps: dict[str, Any]) -> PhaseReport:
+    return train_value_head(
+        network, tokenizer, fit, calibration, adapter=adapter, head=head, groups=groups,
+        epochs=settings.epochs * steps["epochs_scale"], batch_size=settings.batch_size, max_steps=steps["max_steps"],
+        weight_decay=settings.weight_decay, rng=steps["rng"], inference_batch_size=steps["inference_batch_size"],
+        evaluate_start=adapter is not None,  # phase 2 may keep the phase-1 model; phase 1 starts from a random head
+    )
+
+
+def _fit_aggregators(network: RewardNetwork, fit: StatePairs, fit_categories: list[str], calibration: StatePairs,
+                     cal_categories: list[str], args: RewardTrainingArgs, rng: random.Random) -> dict[str, PhaseReport]:
+    """The global aggregator on every pair, then each own-category one started from it."""
+    settings = args.phase3
+    options = {"max_epochs": min(settings.max_epochs, args.max_steps or settings.max_epochs),
+               "patience": settings.patience, "batch_size": settings.batch_size,
+               "learning_rate": settings.learning_rate, "weight_decay": settings.weight_decay, "rng": rng}
+    shared = network.aggregators[GLOBAL_GROUP]
+    if settings.init == "mean_of_heads":
+        shared.start_as_mean_of([network.capability_heads[name] for name in network.spec.capabilities])
+    reports = {GLOBAL_GROUP: train_aggregator(shared, fit, calibration, **options)}
+    for category in network.spec.aggregators:
+        if category == GLOBAL_GROUP:
+            continue
+        aggregator = network.aggregators[category]
+        aggregator.load_state_dict(shared.state_dict())
+        own_fit = fit.subset([i for i, name in enumerate(fit_categories) if name == category])
+        own_cal = calibration.subset([i for i, name in enumerate(cal_categories) if name == category])
+        reports[category] = train_aggregator(aggregator, own_fit, own_cal, **options)
+    return reports
+
+
+def _capability_accuracy(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair],
+                         args: RewardTrainingArgs) -> dict[str, dict[str, Any]]:
+    """Each adapter's head against the phase-1 head on the eval file's pairs of its capability."""
+    result = {}
+    for capability in args.capabilities:
+        own = _sample([p for p in pairs if p.capability == capability], args.max_eval_pairs, args.seed)
+        if not own:
+            continue
+        adapter = head_rewards(network, tokenizer, own, capability, network.capability_heads[capability], args.inference_batch_size)
+        base = head_rewards(network, tokenizer, own, None, network.value_head, args.inference_batch_size)
+        result[capability] = {"adapter_accuracy": round(pairwise_accuracy(*adapter), 4),
+                              "baseline_accuracy": round(pairwise_accuracy(*base), 4), "n": len(own)}
+    return result

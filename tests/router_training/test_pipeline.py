@@ -1,0 +1,143 @@
+"""``coe train all`` end to end on a small slice of the seed data: real models, few steps.
+
+One run trains both embedders, the heads, the reward model and the mapping (every expert
+really generates), then the published version is loaded the way the serving router loads it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployments.cli.main import main
+from router_training.pipeline.run import DATA_ROOT
+from services.config import DEFAULT_CONFIG_PATH, load_config, with_absolute_paths
+from tests.conftest import default_config_dict
+
+PER_CATEGORY = {"train": 6, "calibration": 3, "test": 3}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_slice(source: Path, target: Path, per_category: int) -> None:
+    """The first ``per_category`` rows of each category, so every category is present."""
+    kept: dict[str, int] = {}
+    lines = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        category = json.loads(line)["category"]
+        if kept.get(category, 0) < per_category:
+            kept[category] = kept.get(category, 0) + 1
+            lines.append(line)
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pipeline-data")
+    (root / "router").mkdir()
+    for split, count in PER_CATEGORY.items():
+        write_slice(DATA_ROOT / "router" / f"{split}.jsonl", root / "router" / f"{split}.jsonl", count)
+    shutil.copytree(DATA_ROOT / "reward", root / "reward")
+    return root
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pipeline-config")
+    raw: dict[str, Any] = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(folder / "routers")
+    raw["training"] = {"reward_model": str(folder / "reward"), "mapping": {"prompts_per_category": 1, "max_tokens": 8}}
+    raw["cache"] = {"enabled": False}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(with_absolute_paths(raw, DEFAULT_CONFIG_PATH.parent)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(small_data: Path, config_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pipeline-report") / "report"
+    argv = ["train", "all", "--quick", "--ray", "off", "--data", str(small_data), "--out", str(out), "--config", str(config_file)]
+    assert main(argv) == 0
+    return out
+
+
+def test_report_has_metrics_and_three_charts(pipeline_run: Path) -> None:
+    for chart in ("confusion.png", "reward_accuracy.png", "quality_vs_cost.png"):
+        assert (pipeline_run / chart).read_bytes().startswith(PNG_MAGIC), chart
+    metrics = json.loads((pipeline_run / "metrics.json").read_text(encoding="utf-8"))
+    assert set(metrics["stage_seconds"]) == {"data", "embedders", "classifier", "reward", "mapping", "report"}
+    rows = metrics["ablation"]["rows"]
+    assert [row["variant"] for row in rows] == ["frozen", "dense", "moe", "moe-gate"]
+    servable = [row for row in rows if row["servable"]]
+    best = max(row["calibration_accuracy"] for row in servable)
+    [chosen] = [row for row in rows if row["chosen"]]
+    assert chosen["servable"] and chosen["calibration_accuracy"] == best
+    assert metrics["ablation"]["chosen"] == chosen["variant"]
+    assert 0.0 <= metrics["reward"]["pairwise_accuracy"] <= 1.0
+    budgets = metrics["quality_vs_cost"]["budget"]
+    assert len(budgets) == 3, "from the general expert alone to every expert"
+    assert [point["budget"] for point in budgets] == sorted(point["budget"] for point in budgets)
+
+
+def test_published_router_is_current_and_routes_in_the_serving_code(pipeline_run: Path, config_file: Path) -> None:
+    from services.router.loader import RouterFactory
+    from services.router.store import RouterStore
+
+    config = load_config(str(config_file))
+    assert config.router is not None
+    metrics = json.loads((pipeline_run / "metrics.json").read_text(encoding="utf-8"))
+    artifact = RouterStore(Path(config.router.store)).load_current()
+    assert artifact.version == metrics["router_version"]
+    assert artifact.manifest.scores == metrics["mapping"]["scores"], "the table the mapping measured is the one served"
+    assert set(artifact.manifest.scores) == set(config.router.categories)
+    chosen = metrics["ablation"]["chosen"]
+    assert (artifact.bundled_embedder is None) == (chosen == "frozen")
+    router = RouterFactory(config).build(artifact)
+    [decision] = router.decide([router.prepare([{"role": "user", "content": "Solve 12 * 7 and explain the steps."}])])
+    assert decision.category in config.router.categories
+    assert decision.expert in {expert.name for expert in config.experts}
+
+
+def test_reward_model_written_where_the_config_says(pipeline_run: Path, config_file: Path) -> None:
+    from services.rewards.model import RewardModel
+
+    config = load_config(str(config_file))
+    model = RewardModel.load(Path(config.training.reward_model))
+    [score] = model.score(["What is 2 + 2?"], ["2 + 2 = 4."], ["math"])
+    assert score.category == "math"
+
+
+def test_bad_data_names_file_and_line_and_changes_nothing(
+    small_data: Path, config_file: Path, pipeline_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.router.store import RouterStore
+
+    config = load_config(str(config_file))
+    assert config.router is not None
+    before = RouterStore(Path(config.router.store)).current_version()
+    bad = tmp_path / "data"
+    shutil.copytree(small_data, bad)
+    train = bad / "router" / "train.jsonl"
+    lines = train.read_text(encoding="utf-8").splitlines()
+    lines[4] = json.dumps({**json.loads(lines[4]), "category": "cooking"})
+    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "report"
+    argv = ["train", "all", "--quick", "--ray", "off", "--data", str(bad), "--out", str(out), "--config", str(config_file)]
+    assert main(argv) == 2
+    assert f"{train}:5: category 'cooking' is not in the taxonomy" in capsys.readouterr().err
+    assert not out.exists(), "no half-written report"
+    assert RouterStore(Path(config.router.store)).current_version() == before
+
+
+def test_data_folder_must_hold_both_datasets(tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "router").mkdir()
+    argv = ["train", "all", "--quick", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--config", str(config_file)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "missing:" in error and str(tmp_path / "reward" / "train.jsonl") in error
+    assert not (tmp_path / "out").exists()

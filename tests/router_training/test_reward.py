@@ -1,0 +1,195 @@
+"""The DMoERM reward model: its data, its seed set, its training job, CLI and runtime scorer.
+
+Everything is real: the MiniLM encoder from its package, PEFT adapters, safetensors files.
+Two trainings run: a two-step smoke run through the ``coe train reward`` CLI (artifact layout,
+metrics, loading, scoring, refusal of corrupt files) and a short run long enough to learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH, DataError, read_pairs
+from router_training.reward.seed_data import SPLIT_FILES, read_answers, write_seed_data
+from router_training.reward.train import METRIC_KEYS, RewardTrainingArgs, train_reward_model
+from services.artifacts import ArtifactError
+from services.rewards.spec import DEFAULT_CAPABILITIES
+
+GOOD = {"prompt": "What is 2 + 2?", "chosen": "2 + 2 = 4.", "rejected": "2 + 2 = 5.", "category": "math"}
+
+
+def write_lines(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def test_reads_prompt_rows_and_hh_transcripts(tmp_path: Path) -> None:
+    hh = {
+        "chosen": "\n\nHuman: Hi!\n\nAssistant: Hello.\n\nHuman: Capital of France?\n\nAssistant: Paris.",
+        "rejected": "\n\nHuman: Hi!\n\nAssistant: Hello.\n\nHuman: Capital of France?\n\nAssistant: Berlin.",
+    }
+    path = write_lines(tmp_path / "pairs.jsonl", [GOOD, {**GOOD, "capability": "correctness"}, "", hh])
+    plain, capability, transcript = read_pairs(path)
+    assert (plain.category, plain.capability) == ("math", None)
+    assert capability.capability == "correctness"
+    assert transcript.prompt == "Human: Hi!\n\nAssistant: Hello.\n\nHuman: Capital of France?"
+    assert (transcript.chosen, transcript.rejected, transcript.category) == ("Paris.", "Berlin.", None)
+    assert transcript.where == f"{path}:4"
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ('{"prompt": "x", "chosen": ', "not valid JSON"),
+        ({**GOOD, "chosen": "   "}, "'chosen' is empty"),
+        ({**GOOD, "prompt": ""}, "'prompt' is empty"),
+        ({**GOOD, "rejected": GOOD["chosen"]}, "are the same text"),
+        ({**GOOD, "category": "cooking"}, "category 'cooking' is not in the taxonomy"),
+        ({**GOOD, "capability": "politeness"}, "unknown capability 'politeness'"),
+        ({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: d"}, "different prompts"),
+        ({"chosen": "just text", "rejected": "other text"}, "no '\\\\n\\\\nAssistant:' turn"),
+        (["not", "an", "object"], "must be a JSON object"),
+    ],
+)
+def test_bad_rows_are_refused_with_file_and_line(tmp_path: Path, row: Any, match: str) -> None:
+    path = write_lines(tmp_path / "bad.jsonl", [GOOD, row])
+    with pytest.raises(DataError, match=match) as error:
+        read_pairs(path)
+    assert f"{path}:2:" in str(error.value)
+
+
+# --- seed data -----------------------------------------------------------------------------
+
+
+def test_seed_data_generator_reproduces_the_committed_files(tmp_path: Path) -> None:
+    write_seed_data(tmp_path)
+    for name in SPLIT_FILES.values():
+        assert (tmp_path / name).read_bytes() == (TRAIN_PATH.parent / name).read_bytes(), name
+
+
+def test_seed_data_splits_by_prompt_and_covers_every_capability() -> None:
+    train, heldout = read_pairs(TRAIN_PATH), read_pairs(HELDOUT_PATH)
+    assert not {pair.prompt for pair in train} & {pair.prompt for pair in heldout}
+    answers = read_answers()
+    assert len(answers) >= 240 and len({answer.category for answer in answers}) == 8
+    for pairs in (train, heldout):
+        capabilities = {pair.capability for pair in pairs}
+        assert capabilities == {*DEFAULT_CAPABILITIES, None}
+        assert all(pair.chosen != pair.rejected and pair.category for pair in pairs)
+    held_answers = {pair.chosen for pair in heldout}
+    assert not held_answers & {pair.rejected for pair in train}, "a held-out answer leaked into training"
+
+
+# --- a smoke run through the CLI -----------------------------------------------------------
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    from deployments.cli.reward import register_score, register_train
+
+    parser = argparse.ArgumentParser(prog="coe")
+    commands = parser.add_subparsers(dest="command", required=True)
+    jobs = commands.add_parser("train").add_subparsers(dest="job", required=True)
+    register_train(jobs)
+    register_score(commands)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture(scope="module")
+def quick_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reward") / "quick"
+    args = cli("train", "reward", "--quick", "--out", str(out))
+    assert args.run(args) == 0
+    return out
+
+
+def test_quick_training_writes_the_artifact_and_exact_metrics(quick_model: Path) -> None:
+    manifest = json.loads((quick_model / "manifest.json").read_text())
+    assert manifest["kind"] == "reward-model"
+    assert {"weights.safetensors", "config.json", "metrics.json", "encoder/config.json"} <= set(manifest["files"])
+    assert not list(quick_model.rglob("*.bin")) and not list(quick_model.rglob("*.pt")), "no pickled weights"
+    metrics = json.loads((quick_model / "metrics.json").read_text())
+    assert tuple(sorted(metrics)) == tuple(sorted(METRIC_KEYS))
+    assert 0 <= metrics["pairwise_accuracy"] <= 1 and 0 <= metrics["baseline_pairwise_accuracy"] <= 1
+    assert metrics["n_eval"] == sum(row["n"] for row in metrics["per_category"].values()) > 0
+    assert all(set(row) == {"pairwise_accuracy", "n"} for row in metrics["per_category"].values())
+    assert metrics["n_train"] > 0 and metrics["seconds"] > 0
+    assert set(manifest["metrics"]["phase_seconds"]) == {"phase1", "phase2", "phase3", "evaluation"}
+
+
+def test_loaded_model_scores_in_batches(quick_model: Path) -> None:
+    from services.rewards.model import RewardModel
+
+    model = RewardModel.load(quick_model)
+    scores = model.score(["What is 2 + 2?"] * 3, ["2 + 2 = 4.", "Paris.", "4"], ["math", None, "global"])
+    assert [score.category for score in scores] == ["math", "global", "global"]
+    assert all(set(score.capabilities) == set(DEFAULT_CAPABILITIES) for score in scores)
+    again = model.score(["What is 2 + 2?"], ["Paris."])
+    assert again[0].reward == pytest.approx(scores[1].reward, abs=1e-5), "batching must not change a score"
+    with pytest.raises(ValueError, match="not in the reward model's taxonomy"):
+        model.score(["x"], ["y"], ["cooking"])
+    routed = RewardModel.load(quick_model, categorize=lambda prompts: ["coding"] * len(prompts))
+    assert routed.score(["Sort a list"], ["sorted(items)"])[0].category == "coding"
+
+
+def test_score_command_prints_the_reward_as_json(quick_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli("score", "--prompt", "What is 2 + 2?", "--response", "4", "--model", str(quick_model), "--category", "math")
+    assert args.run(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["category"] == "math" and set(printed["capabilities"]) == set(DEFAULT_CAPABILITIES)
+    assert isinstance(printed["reward"], float)
+
+
+def test_corrupt_or_partial_artifacts_are_refused(quick_model: Path, tmp_path: Path) -> None:
+    from services.rewards.model import RewardModel
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(quick_model, corrupt)
+    weights = corrupt / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="weights.safetensors does not match its recorded sha256"):
+        RewardModel.load(corrupt)
+    weights.unlink()
+    with pytest.raises(ArtifactError, match="partial: weights.safetensors is missing"):
+        RewardModel.load(corrupt)
+    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+        RewardModel.load(tmp_path)
+
+
+def test_bad_training_data_stops_the_job_before_training(tmp_path: Path) -> None:
+    bad = write_lines(tmp_path / "bad.jsonl", [GOOD, {**GOOD, "capability": "politeness"}])
+    with pytest.raises(DataError, match=f"{bad}:2: unknown capability"):
+        train_reward_model(tmp_path / "out", RewardTrainingArgs.quick(), train_path=bad)
+    assert not (tmp_path / "out").exists()
+
+
+# --- a run long enough to learn ------------------------------------------------------------
+
+
+def test_training_ranks_heldout_chosen_answers_above_rejected(tmp_path: Path) -> None:
+    from services.rewards.model import RewardModel
+
+    args = RewardTrainingArgs(
+        max_train_pairs=480, max_eval_pairs=64, evaluate_capabilities=False,
+        phase1={"epochs": 1, "learning_rate": 5e-5}, phase2={"epochs": 1, "learning_rate": 1e-3},
+    )
+    metrics = train_reward_model(tmp_path / "model", args)
+    assert metrics["pairwise_accuracy"] > 0.6 and metrics["baseline_pairwise_accuracy"] > 0.6, metrics
+
+    # The runtime scorer, fed the held-out overall pairs, ranks them the same way.
+    model = RewardModel.load(tmp_path / "model")
+    pairs = [pair for pair in read_pairs(HELDOUT_PATH) if pair.capability is None][:48]
+    prompts = [pair.prompt for pair in pairs] * 2
+    scores = model.score(prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], [p.category for p in pairs] * 2)
+    wins = sum(scores[i].reward > scores[i + len(pairs)].reward for i in range(len(pairs)))
+    assert wins / len(pairs) > 0.6
