@@ -14,12 +14,14 @@ from ray.serve import Application
 
 from deployments.expert import LocalExpertServer, RemoteExpertServer
 from deployments.ingress import ROUTER_DEPLOYMENT, make_ingress
+from deployments.learner import LearnerServer
 from deployments.router import RouterServer
 from services.config import AppConfig, load_config
 from services.experts.config import DeploymentOptions
 from services.experts.loading import OFFLINE_ENV
 
 INGRESS_DEPLOYMENT = "ingress"
+LEARNER_DEPLOYMENT = "learner"
 
 
 class BuildArgs(BaseModel):
@@ -59,6 +61,8 @@ def deployment_plan(config: AppConfig) -> dict[str, DeploymentOptions]:
     plan.update({config.deployment_name_for(remote.name): remote.deployment for remote in config.remote_experts()})
     if config.router is not None:
         plan[ROUTER_DEPLOYMENT] = config.router.deployment
+        if config.learner.enabled:
+            plan[LEARNER_DEPLOYMENT] = config.learner.deployment
     plan[INGRESS_DEPLOYMENT] = config.ingress.deployment
     return plan
 
@@ -85,9 +89,16 @@ def build_app_from_config(config: AppConfig) -> Application:
             .options(name=ROUTER_DEPLOYMENT, **deployment_options(plan[ROUTER_DEPLOYMENT]))
             .bind(config)
         )
+    learner = None
+    if LEARNER_DEPLOYMENT in plan:
+        learner = (
+            serve.deployment(LearnerServer)
+            .options(name=LEARNER_DEPLOYMENT, **deployment_options(plan[LEARNER_DEPLOYMENT]))
+            .bind(config)
+        )
     ingress = serve.deployment(make_ingress())
     return ingress.options(name=INGRESS_DEPLOYMENT, **deployment_options(plan[INGRESS_DEPLOYMENT])).bind(
-        config, experts, router
+        config, experts, router, learner
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator
+import random
+from typing import Any, AsyncIterator, Awaitable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,18 +32,22 @@ from services.api.schemas import (
     now,
     parse_cache_flush,
     parse_chat_request,
+    parse_feedback,
 )
 from services.config import AppConfig
 from services.errors import CoeError, InvalidRequestError, OverloadedError, ServiceUnavailableError, error_body
 from services.experts.config import LoRAExpert
 from services.experts.costs import resolve_costs
 from services.experts.generation import GenerationEvent, build_generation_request
+from services.learner.events import ChatTurn, CompletionRecord, ShadowRequest
+from services.learner.feedback_store import FeedbackStore
 from services.router.decision import RouteDecision
 from services.router.resolve import AUTO_MODEL, resolve_default, resolve_explicit
 
 logger = logging.getLogger(__name__)
 
 ROUTER_DEPLOYMENT = "router"
+RECORD_HEAD_START_S = 0.05  # how long a response may wait for its completion record to be stored
 
 
 def as_coe_error(exc: BaseException) -> CoeError:
@@ -125,16 +130,54 @@ class ConcurrencyLimiter:
         self.in_flight -= 1
 
 
+class BackgroundWrites:
+    """Completion records and shadow samples, written after the response without delaying it.
+
+    A failed write is logged once per burst of failures (the first, then nothing until a write
+    succeeds again), so a Redis outage gives one warning instead of one per request.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failing = False
+        self._failures = 0
+
+    def start(self, write: Awaitable[None], what: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._run(write, what))
+        self._tasks.add(task)  # a task nobody references may be garbage-collected mid-write
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, write: Awaitable[None], what: str) -> None:
+        try:
+            await write
+        except Exception as exc:  # never raised: the client already has its answer
+            self._failures += 1
+            if not self._failing:
+                self._failing = True
+                detail = exc.message if isinstance(exc, CoeError) else f"{exc.__class__.__name__}: {exc}"
+                logger.warning("could not store %s (%s); further failures are not logged until a write succeeds", what, detail)
+            return
+        if self._failing:
+            logger.info("completion records are stored again (%d writes failed meanwhile)", self._failures)
+            self._failing = False
+            self._failures = 0
+
+
 class Ingress:
     """FastAPI routes of the coe-router application (wrapped by ``serve.ingress`` in the builder)."""
 
-    def __init__(self, config: AppConfig, experts: dict[str, Any], router: Any = None) -> None:
+    def __init__(self, config: AppConfig, experts: dict[str, Any], router: Any = None, learner: Any = None) -> None:
         self._config = config
         self._experts = experts  # deployment name -> DeploymentHandle
         self._router = router  # DeploymentHandle of the router, when one is configured
+        self._learner = learner  # DeploymentHandle of the online learner; off the request path, not in /readyz
         self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests, config.ingress.retry_after_s)
         self._costs = resolve_costs(config)
         self._created = now()
+        self._feedback = FeedbackStore(config)
+        self._writes = BackgroundWrites()
+        self._rng = random.Random()
 
     # ------------------------------------------------------------------ health
     async def healthz(self, request: Request) -> dict[str, str]:
@@ -219,6 +262,71 @@ class Ingress:
             raise InvalidRequestError("no router is configured", code="no_router")
         return JSONResponse(await self._router.reload.remote())
 
+    # ------------------------------------------------------------------ online learning
+    async def learner_status(self, request: Request) -> JSONResponse:
+        """``GET /admin/learner/status``: what the learner has applied, its checkpoint, its policy."""
+        if self._learner is None:
+            raise InvalidRequestError("the online learner is not running (learner.enabled is false or no router)", code="no_learner")
+        try:
+            return JSONResponse(await self._learner.status.remote())
+        except Exception as exc:
+            raise ServiceUnavailableError(f"the learner does not answer: {as_coe_error(exc).message}") from exc
+
+    async def policy(self, request: Request) -> JSONResponse:
+        """``GET /admin/policy``: the routing policy (static or online, and its revision) a router replica serves."""
+        if self._router is None:
+            raise InvalidRequestError("no router is configured", code="no_router")
+        return JSONResponse(await self._router.policy.remote())
+
+    async def reload_policy(self, request: Request) -> JSONResponse:
+        """``POST /admin/policy/reload``: make a router replica check the learner's policy pointer now."""
+        if self._router is None:
+            raise InvalidRequestError("no router is configured", code="no_router")
+        return JSONResponse(await self._router.reload_policy.remote())
+
+    # ------------------------------------------------------------------ feedback
+    async def feedback(self, request: Request) -> JSONResponse:
+        """``POST /v1/feedback``: a rating or score of an earlier completion, appended to the stream once."""
+        feedback = parse_feedback(await request.body(), self._config)
+        receipt = await self._feedback.accept(feedback)
+        return JSONResponse(receipt.model_dump(mode="json"))
+
+    async def _completed(self, chat: ChatCompletionRequest, decision: RouteDecision, completion_id: str, created: int) -> None:
+        """Remember a finished completion for feedback (and maybe sample it for the shadow).
+
+        The write gets a brief head start, so that feedback sent the moment the answer arrives
+        finds its record; past ``RECORD_HEAD_START_S`` it goes on in the background. Nothing here
+        may fail the response the client is about to get: problems are logged.
+        """
+        try:
+            record = CompletionRecord(
+                id=completion_id, created=created, requested_model=chat.model, expert=decision.expert, decision=decision
+            )
+            shadow = None
+            if self._samples_shadow(decision) and self._rng.random() < self._config.learner.shadow.sample_rate:
+                turns = tuple(ChatTurn(role=message.role, content=message.text()) for message in chat.messages)
+                shadow = ShadowRequest(completion_id=completion_id, messages=turns, record=record)
+        except Exception:
+            logger.warning("could not build the record of completion %s", completion_id, exc_info=True)
+            return
+        task = self._writes.start(self._store_completion(record, shadow), f"completion {completion_id}")
+        await asyncio.wait({task}, timeout=RECORD_HEAD_START_S)
+
+    def _samples_shadow(self, decision: RouteDecision) -> bool:
+        """Only routed requests are evaluated in the shadow, and only when there are experts to compare."""
+        learner = self._config.learner
+        return (
+            decision.policy in ("static", "online")
+            and learner.enabled
+            and learner.shadow.sample_rate > 0
+            and len(self._config.experts) >= 2
+        )
+
+    async def _store_completion(self, record: CompletionRecord, shadow: ShadowRequest | None) -> None:
+        await self._feedback.remember(record)
+        if shadow is not None:
+            await self._feedback.enqueue_shadow(shadow)
+
     # ------------------------------------------------------------------ chat
     async def chat_completions(self, request: Request) -> Response:
         self._limiter.acquire()
@@ -242,7 +350,7 @@ class Ingress:
                 handed_to_stream = True
                 body = self._sse(chat, decision, completion_id, first, stream)
                 return StreamingResponse(body, media_type="text/event-stream", headers=decision.headers())
-            return await self._complete(decision, completion_id, first, stream)
+            return await self._complete(chat, decision, completion_id, first, stream)
         except CoeError:
             raise
         except Exception as exc:
@@ -251,7 +359,9 @@ class Ingress:
             if not handed_to_stream:
                 self._limiter.release()
 
-    async def _complete(self, decision: RouteDecision, completion_id: str, first: GenerationEvent, stream: Any) -> JSONResponse:
+    async def _complete(
+        self, chat: ChatCompletionRequest, decision: RouteDecision, completion_id: str, first: GenerationEvent, stream: Any
+    ) -> JSONResponse:
         texts = [first.text]
         event = first
         try:
@@ -271,6 +381,7 @@ class Ingress:
             usage=_usage(event),
             route=decision,
         )
+        await self._completed(chat, decision, completion_id, completion.created)
         return JSONResponse(completion.model_dump(mode="json"), headers=decision.headers())
 
     async def _sse(
@@ -301,6 +412,7 @@ class Ingress:
                     yield delta_chunk(Delta(content=event.text))
                 if event.finish_reason is not None:
                     finished = True
+                    await self._completed(chat, decision, completion_id, created)  # before the yield: the client may leave
                     yield delta_chunk(Delta(), event.finish_reason, route=decision)
                     if chat.include_usage_chunk:
                         yield sse(
@@ -333,6 +445,10 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/v1/models", "models"),
     ("POST", "/v1/chat/completions", "chat_completions"),
     ("POST", "/v1/route", "route_only"),
+    ("POST", "/v1/feedback", "feedback"),
+    ("GET", "/admin/learner/status", "learner_status"),
+    ("GET", "/admin/policy", "policy"),
+    ("POST", "/admin/policy/reload", "reload_policy"),
     ("POST", "/admin/router/reload", "reload_router"),
     ("POST", "/admin/cache/flush", "flush_cache"),
     ("GET", "/admin/cache/stats", "cache_stats"),

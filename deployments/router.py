@@ -21,6 +21,7 @@ from services.cache.cached_routing import route_with_cache
 from services.cache.route_cache import RouteCache
 from services.config import AppConfig
 from services.experts.loading import force_offline
+from services.learner.serving import PolicyFollower
 from services.router.decision import RouteDecision, RoutingKnobs
 from services.router.loader import RouterFactory
 from services.router.pipeline import PreparedQuery, StaticRouter
@@ -51,6 +52,9 @@ class RouterServer:
         self._decisions = 0
         self._cache = RouteCache(config.cache)
         self._cache.check_redis_at_start()
+        self._experts = frozenset(expert.name for expert in config.experts)
+        self._policy = PolicyFollower(config.learner)
+        self._policy.check()
         self._stopped = threading.Event()
         threading.Thread(target=self._watch, name="router-pointer-watch", daemon=True).start()
 
@@ -61,6 +65,10 @@ class RouterServer:
                 self.check_pointer()
             except Exception:  # the watcher must outlive any one bad check
                 logger.exception("router pointer check failed")
+            try:
+                self._policy.check()
+            except Exception:
+                logger.exception("routing policy check failed")
 
     def check_pointer(self) -> dict[str, Any]:
         """Swap to the version ``current`` names, if it differs and loads cleanly."""
@@ -92,12 +100,26 @@ class RouterServer:
     async def stats(self) -> dict[str, Any]:
         return {"batches": self._batches, "decisions": self._decisions, "version": self._router.version}
 
+    async def policy(self) -> dict[str, Any]:
+        """The routing policy this replica serves (``POST /admin/policy/reload`` checks the pointer first)."""
+        return self._policy.current.pointer.model_dump(mode="json")
+
+    async def reload_policy(self) -> dict[str, Any]:
+        await asyncio.to_thread(self._policy.check)
+        return await self.policy()
+
     # ------------------------------------------------------------------ decisions
     async def route(self, messages: Sequence[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> RouteDecision:
         """The decision for one request: from the L1, from Redis, or computed (``cache`` says which)."""
-        router = self._router  # this request stays on this version, whatever swaps meanwhile
+        router = self._router  # this request stays on this version and policy revision, whatever swaps meanwhile
+        policy = self._policy.current
         query = router.prepare(messages, knobs)
-        return await route_with_cache(self._cache, router, query, lambda router, query: self._decide((router, query)))
+        space = router.features.space.identity if router.features is not None else None
+
+        async def decide(router: StaticRouter, query: PreparedQuery) -> RouteDecision:
+            return policy.apply(await self._decide((router, query)), space, self._experts)
+
+        return await route_with_cache(self._cache, router, query, decide, policy.revision)
 
     # ------------------------------------------------------------------ cache administration
     async def flush_cache(self, version: str | None = None, levels: tuple[str, ...] = ("l1", "redis")) -> dict[str, Any]:

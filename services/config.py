@@ -22,6 +22,7 @@ from services.experts.config import (
     OpenAIExpert,
 )
 from services.cache.config import CacheConfig
+from services.learner.config import LearnerConfig
 from services.router.config import RouterConfig
 from services.training_config import TrainingConfig
 
@@ -67,6 +68,10 @@ class AppConfig(BaseModel):
     training: TrainingConfig = Field(
         default_factory=lambda: TrainingConfig(reward_model=str(PROJECT_ROOT / "artifacts" / "reward")),
         description="Offline jobs: where the reward model lives, how the mapping job samples.",
+    )
+    learner: LearnerConfig = Field(
+        default_factory=lambda: LearnerConfig(directory=str(PROJECT_ROOT / "artifacts" / "learner")),
+        description="Feedback, shadow evaluation and the DriftMoE online learner.",
     )
     ingress: IngressOptions = Field(default_factory=IngressOptions)
     app_name: str = Field("coe", description="Serve application name.")
@@ -174,6 +179,13 @@ def with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     training = raw.get("training")
     if isinstance(training, dict) and isinstance(training.get("reward_model"), str):
         resolved["training"] = {**training, "reward_model": _resolve(training["reward_model"], folder)}
+    learner = raw.get("learner")
+    if isinstance(learner, dict):
+        learner = {**learner}
+        for field in ("directory", "hmac_key_file"):
+            if isinstance(learner.get(field), str):
+                learner[field] = _resolve(learner[field], folder)
+        resolved["learner"] = learner
     return resolved
 
 

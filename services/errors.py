@@ -74,6 +74,13 @@ class ModelNotFoundError(CoeError):
         super().__init__(message, param=param, code=code)
 
 
+class NotFoundError(CoeError):
+    """A request names a resource (a completion, ...) that the service does not know (404)."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+
+
 class OverloadedError(CoeError):
     """More concurrent requests than the ingress accepts (429, with Retry-After)."""
 

@@ -97,12 +97,21 @@ def router_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_config(http_port: int, router_store: Path, redis_server: RedisServer) -> AppConfig:
+def app_config(
+    http_port: int, router_store: Path, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> AppConfig:
     """The default config (its fixed score table included), plus remote experts that are this
-    very app reached over HTTP, a router store and a Redis of the session's own."""
+    very app reached over HTTP, a router store, a learner folder and a Redis of the session's own."""
     raw = copy.deepcopy(default_config_dict())
     raw["router"]["store"] = str(router_store)
     raw["cache"] = {"url": redis_server.url, "breaker": {"failure_threshold": 2, "open_s": 1.0}}
+    learner = tmp_path_factory.mktemp("learner")
+    raw["learner"] = {
+        **raw.get("learner", {}),
+        "directory": str(learner),
+        "hmac_key_file": str(learner / "key"),
+        "shadow": {**raw.get("learner", {}).get("shadow", {}), "sample_rate": 0.0},  # no shadow load in tests
+    }
     raw["experts"].append(
         {
             "name": "remote-smollm2",

@@ -7,7 +7,20 @@ import logging
 import sys
 from typing import Callable, Sequence
 
-from deployments.cli import adapters, bench, cache, calibrate, config_render, reward, route, router_store, serve_command, train
+from deployments.cli import (
+    adapters,
+    bench,
+    cache,
+    calibrate,
+    config_render,
+    feedback,
+    learner,
+    reward,
+    route,
+    router_store,
+    serve_command,
+    train,
+)
 from services.errors import CoeError
 
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
@@ -18,6 +31,8 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     router_store.register,
     calibrate.register,
     cache.register,
+    feedback.register,
+    learner.register,
     adapters.register,
     config_render.register,
     bench.register,

@@ -22,6 +22,7 @@ from router_training.mapping.generate import Task, generate
 from router_training.router.data import DATA_DIR, Example, read_examples
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
+from services.rewards.model import transcript
 from services.router.artifact import RouterArtifact, write_router_artifact
 from services.router.assignment import Assignment, solve_assignment
 from services.router.store import RouterStore
@@ -38,13 +39,6 @@ class MappingResult:
     examples: list[Example] = field(default_factory=list)
     answers: dict[str, list[str]] = field(default_factory=dict)  # expert -> answers in example order
     artifact: RouterArtifact | None = None
-
-
-def transcript(messages: tuple[dict[str, str], ...]) -> str:
-    """What the reward model reads as the prompt: the conversation up to the last user turn."""
-    if len(messages) == 1:
-        return messages[0]["content"]
-    return "\n".join(f"{message['role'].capitalize()}: {message['content']}" for message in messages)
 
 
 def sample_prompts(examples: list[Example], categories: tuple[str, ...], per_category: int, seed: int = 0) -> list[Example]:

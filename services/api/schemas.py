@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.errors import InvalidRequestError, UnsupportedParameterError
 from services.router.decision import RouteDecision, RoutingKnobs
 
+if TYPE_CHECKING:
+    from services.config import AppConfig
+
 Role = Literal["system", "developer", "user", "assistant"]
 KNOWN_ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")
 MAX_STOP_SEQUENCES = 4
+COMPLETION_ID_PATTERN = r"^chatcmpl-[0-9a-f]{32}$"  # what new_completion_id makes
 
 
 class TextPart(BaseModel):
@@ -173,11 +177,8 @@ def _message_of(error: dict[str, Any], param: str) -> str:
     return f"Invalid value for '{param}': {error.get('msg', 'invalid')}."
 
 
-def parse_chat_request(body: bytes, *, default_model: str | None = None) -> ChatCompletionRequest:
-    """Bytes of an HTTP body → validated request, or an :class:`InvalidRequestError` (400).
-
-    ``default_model`` fills a missing ``model`` (``/v1/route`` does not need one).
-    """
+def json_object(body: bytes) -> dict[str, Any]:
+    """An HTTP body that must be one JSON object, or a 400 saying why it is not."""
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -188,6 +189,15 @@ def parse_chat_request(body: bytes, *, default_model: str | None = None) -> Chat
         ) from exc
     if not isinstance(payload, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    return payload
+
+
+def parse_chat_request(body: bytes, *, default_model: str | None = None) -> ChatCompletionRequest:
+    """Bytes of an HTTP body → validated request, or an :class:`InvalidRequestError` (400).
+
+    ``default_model`` fills a missing ``model`` (``/v1/route`` does not need one).
+    """
+    payload = json_object(body)
     if default_model is not None:
         payload.setdefault("model", default_model)
     try:
@@ -222,6 +232,93 @@ def parse_cache_flush(body: bytes) -> CacheFlushRequest:
         param = _param_of(tuple(first.get("loc", ())))
         message = _message_of(first, param) if param else f"The request body is not valid: {first.get('msg')}."
         raise InvalidRequestError(message, param=param or None) from exc
+
+
+class FeedbackRequest(BaseModel):
+    """Body of ``POST /v1/feedback``: one judgement of one completion.
+
+    Strict types: a client that sends ``"1"`` or ``true`` as a rating has a bug, and a wrong
+    label teaches the online learner the wrong thing, so it is refused rather than coerced.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str = Field(min_length=1, max_length=128, pattern=COMPLETION_ID_PATTERN, description="The chat completion's id.")
+    rating: Literal[-1, 0, 1] | None = Field(None, description="-1 bad, 0 neutral, 1 good.")
+    score: float | None = Field(None, ge=0, le=1, description="Graded alternative to `rating`: 0 bad … 1 good.")
+    comment: str | None = Field(None, description="Free text; kept apart from the stream, for a limited time.")
+    preferred_expert: str | None = Field(None, description="The expert the client thinks should have answered.")
+
+    @model_validator(mode="after")
+    def _one_judgement(self) -> FeedbackRequest:
+        if (self.rating is None) == (self.score is None):
+            raise ValueError("give exactly one of 'rating' or 'score'")
+        return self
+
+
+class FeedbackReceipt(BaseModel):
+    """Answer of ``POST /v1/feedback``. A repeat is not an error: retries are safe, and counted once."""
+
+    id: str
+    object: Literal["feedback"] = "feedback"
+    accepted: bool = Field(description="This call appended the feedback to the stream.")
+    duplicate: bool = Field(description="Feedback for this completion had been accepted before; nothing changed.")
+    stream_id: str | None = Field(description="The stream entry of the (first) accepted feedback.")
+
+
+def _feedback_error(error: dict[str, Any]) -> InvalidRequestError:
+    param = _param_of(tuple(error.get("loc", ())))
+    kind = error.get("type")
+    if param == "id" and kind == "string_pattern_mismatch":
+        message = f"Invalid value for 'id': {error.get('input')!r} is not a chat completion id (expected 'chatcmpl-' and 32 hex digits)."
+    elif param == "rating" and kind == "literal_error":
+        message = f"Invalid value for 'rating': {error.get('input')!r}; expected -1, 0 or 1."
+    else:
+        message = _message_of(error, param)
+    return InvalidRequestError(message, param=param or None)
+
+
+def parse_feedback(body: bytes, config: AppConfig) -> FeedbackRequest:
+    """Bytes of an HTTP body → validated feedback, or an :class:`InvalidRequestError` (400).
+
+    Checks that need the config (comment length, expert names) happen here, so the model
+    stays a plain schema. ``preferred_expert`` comes back as the expert's name, never an alias.
+    """
+    payload = json_object(body)
+    for field in ("rating", "score"):
+        if isinstance(payload.get(field), bool):  # True == 1 in Python; a boolean is not a judgement
+            raise InvalidRequestError(
+                f"Invalid value for '{field}': booleans are not accepted; "
+                + ("use -1, 0 or 1." if field == "rating" else "use a number from 0 to 1."),
+                param=field,
+            )
+    given = [field for field in ("rating", "score") if payload.get(field) is not None]
+    if len(given) != 1:
+        detail = "the body has both" if given else "the body has neither"
+        raise InvalidRequestError(
+            f"Give exactly one of 'rating' (-1, 0 or 1) or 'score' (0 to 1); {detail}.", param="rating"
+        )
+    try:
+        feedback = FeedbackRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise _feedback_error(exc.errors(include_url=False)[0]) from exc
+    limit = config.learner.feedback.comment_max_chars
+    if feedback.comment is not None and len(feedback.comment) > limit:
+        raise InvalidRequestError(
+            f"Invalid value for 'comment': at most {limit} characters are accepted; this one has {len(feedback.comment)}.",
+            param="comment",
+        )
+    if feedback.preferred_expert is not None:
+        expert = config.find_expert(feedback.preferred_expert)
+        if expert is None:
+            names = [candidate.name for candidate in config.experts]
+            raise InvalidRequestError(
+                f"Invalid value for 'preferred_expert': {feedback.preferred_expert!r} is not a configured expert; "
+                f"expected one of {names}.",
+                param="preferred_expert",
+            )
+        feedback = feedback.model_copy(update={"preferred_expert": expert.name})
+    return feedback
 
 
 class Usage(BaseModel):

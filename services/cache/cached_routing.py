@@ -12,12 +12,18 @@ from services.router.pipeline import PreparedQuery, StaticRouter
 Decide = Callable[[StaticRouter, PreparedQuery], Awaitable[RouteDecision]]
 
 
-async def route_with_cache(cache: RouteCache, router: StaticRouter, query: PreparedQuery, decide: Decide) -> RouteDecision:
-    """The L1, then Redis, then ``decide``; the decision's ``cache`` field says which answered."""
+async def route_with_cache(
+    cache: RouteCache, router: StaticRouter, query: PreparedQuery, decide: Decide, policy_revision: int = 0
+) -> RouteDecision:
+    """The L1, then Redis, then ``decide``; the decision's ``cache`` field says which answered.
+
+    ``policy_revision`` is the online-policy revision ``decide`` applies: a decision cached under
+    one revision is never served under another.
+    """
     started = time.perf_counter()
     if not cache.config.enabled:
         return (await decide(router, query)).model_copy(update={"cache": "miss"})
-    key = cache_key(cache.config.namespace, ServingVersion(router.version), query.text, router.cache_inputs(query))
+    key = cache_key(cache.config.namespace, ServingVersion(router.version, policy_revision), query.text, router.cache_inputs(query))
     cached, source = await cache.get(key, router.version)
     if cached is not None and source is not None:
         cache.metrics.observe(source, time.perf_counter() - started)

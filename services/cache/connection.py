@@ -30,10 +30,14 @@ def _options(config: CacheConfig) -> dict[str, Any]:
     return options
 
 
-def async_client(config: CacheConfig) -> Any:
+def async_client(config: CacheConfig, timeout_s: float | None = None) -> Any:
+    """``timeout_s`` replaces ``cache.timeout_ms`` for callers whose calls may take longer than a lookup."""
     from redis.asyncio import Redis
 
-    return Redis.from_url(config.resolved_url(), **_options(config))
+    options = _options(config)
+    if timeout_s is not None:
+        options["socket_timeout"] = options["socket_connect_timeout"] = timeout_s
+    return Redis.from_url(config.resolved_url(), **options)
 
 
 def sync_client(config: CacheConfig, timeout_s: float | None = None) -> Any:

@@ -148,7 +148,7 @@ class RouteCache:
             self._l1[key] = decision
         if self._client is None:
             return
-        value = decision.model_dump_json(exclude={"cache"}, exclude_none=True)
+        value = json.dumps(decision.stored(), separators=(",", ":"))
         task = asyncio.get_running_loop().create_task(self._write(key, value))
         self._pending_writes.add(task)
         task.add_done_callback(self._pending_writes.discard)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -185,6 +185,13 @@ class RewardModel:
             )
             for index in range(len(prompts))
         ]
+
+
+def transcript(messages: Sequence[Mapping[str, str]]) -> str:
+    """What the reward model reads as the prompt: the conversation up to the last user turn."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n".join(f"{message['role'].capitalize()}: {message['content']}" for message in messages)
 
 
 def read_metrics(folder: Path) -> dict[str, Any]:

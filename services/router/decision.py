@@ -46,6 +46,21 @@ class RouteDecision(BaseModel):
     router_version: str | None = Field(None, description="Router artifact version that decided.")
     truncated: bool = Field(False, description="The routing input was longer than the router reads; it saw the start.")
     cache: CacheSource | None = Field(None, description="Where the decision came from, when cached routing ran.")
+    policy_revision: int | None = Field(
+        None, description="Online-policy revision the decision was made under (it is part of the cache key)."
+    )
+    features: tuple[float, ...] | None = Field(
+        None,
+        exclude=True,
+        description="The learner's input x for this request; kept with the completion, never sent to clients.",
+    )
+
+    def stored(self) -> dict[str, object]:
+        """The decision as the cache and the completion records keep it: features included, ``cache`` not."""
+        body = self.model_dump(mode="json", exclude={"cache"}, exclude_none=True)
+        if self.features is not None:
+            body["features"] = list(self.features)
+        return body
 
     def headers(self) -> dict[str, str]:
         """Route metadata as ``x-coe-*`` response headers; ``none`` marks a value not computed."""
@@ -55,4 +70,5 @@ class RouteDecision(BaseModel):
             "x-coe-category": self.category or "none",
             "x-coe-route-confidence": "none" if self.confidence is None else f"{self.confidence:.4f}",
             "x-coe-router-version": self.router_version or "none",
+            "x-coe-policy-revision": "none" if self.policy_revision is None else str(self.policy_revision),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
+from services.learner.features import RoutingFeatures, feature_space
 from services.router.artifact import RouterArtifact
 from services.router.config import EmbedderSource
 from services.router.embedder import Embedder
@@ -19,6 +20,7 @@ class RouterFactory:
         self._settings = config.router
         self._costs = resolve_costs(config)
         self._general = config.general_expert
+        self._learner = config.learner
         self._embedder: Embedder | None = None
 
     def build(self, artifact: RouterArtifact) -> StaticRouter:
@@ -31,4 +33,7 @@ class RouterFactory:
                 self._embedder = Embedder(EmbedderSource(path=str(bundled)), reference=reference)
         elif self._embedder is None or self._embedder.reference != artifact.manifest.embedder:
             self._embedder = Embedder(self._settings.embedder)
-        return StaticRouter(artifact, self._embedder, self._settings, self._costs, self._general)
+        return StaticRouter(artifact, self._embedder, self._settings, self._costs, self._general, self.features_for(artifact))
+
+    def features_for(self, artifact: RouterArtifact) -> RoutingFeatures:
+        return RoutingFeatures(feature_space(artifact, self._learner))

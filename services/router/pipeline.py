@@ -13,6 +13,7 @@ from typing import Iterable, Mapping
 from services.router.artifact import RouterArtifact
 from services.router.config import RouterConfig
 from services.router.decision import RouteDecision, RoutingKnobs
+from services.learner.features import RoutingFeatures
 from services.router.embedder import Embedder
 from services.router.routing_input import routing_text
 from services.router.stages import CategoryClassifier, ExpertTable, entropy
@@ -35,6 +36,7 @@ class StaticRouter:
         settings: RouterConfig,
         costs: dict[str, float],
         general_expert: str,
+        features: RoutingFeatures | None = None,
     ) -> None:
         manifest = artifact.manifest
         expected = manifest.embedder if artifact.bundled_embedder is None else f"{manifest.embedder}@{manifest.version}"
@@ -50,6 +52,7 @@ class StaticRouter:
         self._classifier = CategoryClassifier(artifact)
         self.table = ExpertTable(manifest.scores, costs, manifest.category_shares, general_expert, settings.budget)
         self.general_expert = general_expert
+        self.features = features
         self._cost_weight = settings.cost_weight
         self._tau = settings.confidence_threshold if settings.confidence_threshold is not None else manifest.confidence_threshold
         self._entropy_bound = settings.entropy_threshold or manifest.entropy_threshold
@@ -74,11 +77,13 @@ class StaticRouter:
     def decide(self, queries: list[PreparedQuery]) -> list[RouteDecision]:
         texts = [query.text for query in queries]
         too_long = self._embedder.too_long(texts)
-        probabilities = self._classifier.probabilities(self._embedder.encode(texts))  # (batch, categories)
+        embeddings = self._embedder.encode(texts)  # (batch, dimension)
+        probabilities = self._classifier.probabilities(embeddings)  # (batch, categories)
+        learner_inputs = self.features.vectors(embeddings, probabilities) if self.features is not None else None
         entropies = entropy(probabilities)
         categories = self._classifier.categories
         decisions = []
-        for query, row, row_entropy, long in zip(queries, probabilities, entropies, too_long):
+        for index, (query, row, row_entropy, long) in enumerate(zip(queries, probabilities, entropies, too_long)):
             top = int(row.argmax())
             confidence = float(row[top])
             cost_weight = self._cost_weight if query.knobs.cost_weight is None else query.knobs.cost_weight
@@ -102,6 +107,7 @@ class StaticRouter:
                     reason=(f"{reason}: the general expert answers" if reason else None),
                     router_version=self.version,
                     truncated=query.clipped or long,
+                    features=None if learner_inputs is None else tuple(float(v) for v in learner_inputs[index]),
                 )
             )
         return decisions

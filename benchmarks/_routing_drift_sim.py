@@ -1,0 +1,160 @@
+"""Routing drift simulation: does the online learner notice that an LLM expert got better?
+
+Three LLM experts, eight request categories and a ground-truth quality table. A request's
+routing features are its category's centroid in d = 16 plus Gaussian noise. At event T the best
+expert of two categories changes.
+
+- The **static router** classifies the category (nearest centroid, as a trained stage-1
+  classifier would) and looks the expert up in the table it was built with; it never learns.
+- The **online learner** (DriftMoE with ADWIN) serves its own prediction and learns from the
+  labels a shadow evaluation gives: the served expert and one other are answered and scored
+  with a noisy reward (the true quality plus Gaussian noise), and the higher one is the label.
+
+Regret at event t is the share of the last ``window`` events whose chosen expert was not the
+true best at that time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from services.learner.config import DriftMoESettings
+from services.learner.driftmoe import DriftMoE
+
+EXPERTS = ("expert-a", "expert-b", "expert-c")
+N_CATEGORIES = 8
+N_FEATURES = 16
+FEATURE_NOISE = 0.4  # per dimension, around unit-scale centroids
+REWARD_NOISE = 0.1
+DRIFTING_CATEGORIES = (0, 1)
+
+
+@dataclass
+class RoutingSimResult:
+    drift_at: int
+    n_events: int
+    window: int
+    recovery_threshold: float
+    recovery_events: int | None
+    sustained_recovery_events: int | None  # events after T from which the regret stays <= threshold to the end
+    static_regret: float  # over the last `window` events
+    online_regret: float
+    static_regret_series: list[float] = field(repr=False)  # rolling regret at events window..n_events
+    online_regret_series: list[float] = field(repr=False)
+    drifts_detected: int = 0
+
+    def series(self, every: int = 10) -> dict[str, Any]:
+        """The regret curves, one point every ``every`` events, for drift_series.json."""
+        events = list(range(self.window, self.n_events + 1, every))
+        return {
+            "drift_at": self.drift_at,
+            "window": self.window,
+            "event": events,
+            "static_regret": [self.static_regret_series[event - self.window] for event in events],
+            "online_regret": [self.online_regret_series[event - self.window] for event in events],
+            "recovery_events": self.recovery_events,
+            "sustained_recovery_events": self.sustained_recovery_events,
+            "drifts_detected": self.drifts_detected,
+        }
+
+
+def quality_tables(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Quality of each expert per category, before and after the drift, shape (categories, experts)."""
+    before = rng.uniform(0.35, 0.55, size=(N_CATEGORIES, len(EXPERTS)))
+    for category in range(N_CATEGORIES):
+        before[category, category % len(EXPERTS)] = 0.8
+    after = before.copy()
+    for category in DRIFTING_CATEGORIES:
+        old_best = category % len(EXPERTS)
+        new_best = (old_best + 1) % len(EXPERTS)
+        after[category, new_best], after[category, old_best] = 0.85, 0.5
+    return before, after
+
+
+def rolling_mean(misses: np.ndarray, window: int) -> np.ndarray:
+    """Mean of every full window: element i covers events i .. i + window - 1."""
+    sums = np.cumsum(np.concatenate([[0.0], misses]))
+    return (sums[window:] - sums[:-window]) / window
+
+
+def recovery(online_misses: np.ndarray, drift_at: int, window: int, threshold: float, sustained: bool = False) -> int | None:
+    """Events after T until the regret over ``window`` events, all after T, is at most ``threshold``.
+
+    ``sustained``: until it is at most ``threshold`` and stays there to the end of the run; the
+    first dip can be luck, a window of 100 events is noisy.
+    """
+    after = rolling_mean(online_misses[drift_at:], window) <= threshold + 1e-12  # after[i] ends at event drift_at + i + window
+    if sustained:
+        above = np.flatnonzero(~after)
+        first = 0 if above.size == 0 else int(above[-1]) + 1
+        return first + window if first < after.size else None
+    hits = np.flatnonzero(after)
+    return int(hits[0] + window) if hits.size else None
+
+
+def run_routing_sim(quick: bool, seed: int = 42, window: int = 100, threshold: float = 0.10, bar_position: int | None = None) -> RoutingSimResult:
+    n_events, drift_at = (8_000, 3_000) if quick else (20_000, 8_000)
+    rng = np.random.default_rng(seed)
+    before, after = quality_tables(rng)
+    centroids = rng.normal(size=(N_CATEGORIES, N_FEATURES))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) / 2.0  # norm 2: categories are separable
+    static_table = before.argmax(axis=1)  # (categories,) the expert the static router picks
+    learner = DriftMoE(N_FEATURES, DriftMoESettings(batch_size=32, use_adwin=True, seed=seed), classes=EXPERTS)
+    static_misses = np.zeros(n_events)
+    online_misses = np.zeros(n_events)
+    for event in tqdm(range(n_events), desc="routing sim", mininterval=0.5, leave=False, position=bar_position):
+        quality = before if event < drift_at else after
+        category = int(rng.integers(N_CATEGORIES))
+        x = centroids[category] + rng.normal(scale=FEATURE_NOISE, size=N_FEATURES)
+        best = int(quality[category].argmax())
+        static_choice = int(static_table[np.linalg.norm(centroids - x, axis=1).argmin()])
+        served = EXPERTS.index(learner.predict_one(x))
+        other = int(rng.choice([index for index in range(len(EXPERTS)) if index != served]))
+        rewards = quality[category, [served, other]] + rng.normal(scale=REWARD_NOISE, size=2)
+        learner.learn_one(x, EXPERTS[(served, other)[int(rewards.argmax())]])
+        static_misses[event] = static_choice != best
+        online_misses[event] = served != best
+    static_series = rolling_mean(static_misses, window)
+    online_series = rolling_mean(online_misses, window)
+    return RoutingSimResult(
+        drift_at=drift_at,
+        n_events=n_events,
+        window=window,
+        recovery_threshold=threshold,
+        recovery_events=recovery(online_misses, drift_at, window, threshold),
+        sustained_recovery_events=recovery(online_misses, drift_at, window, threshold, sustained=True),
+        static_regret=round(float(static_series[-1]), 4),
+        online_regret=round(float(online_series[-1]), 4),
+        static_regret_series=[round(float(value), 4) for value in static_series],
+        online_regret_series=[round(float(value), 4) for value in online_series],
+        drifts_detected=learner.drifts_detected,
+    )
+
+
+def plot_routing_sim(result: RoutingSimResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = np.arange(result.window, result.n_events + 1)
+    figure, axes = plt.subplots(figsize=(9, 4))
+    axes.plot(events, result.static_regret_series, label="static router", color="tab:gray")
+    axes.plot(events, result.online_regret_series, label="online learner (DriftMoE)", color="tab:blue")
+    axes.axvline(result.drift_at, color="tab:red", linestyle="--", label=f"drift at T = {result.drift_at}")
+    axes.axhline(result.recovery_threshold, color="tab:green", linestyle=":", label=f"regret {result.recovery_threshold:.2f}")
+    if result.recovery_events is not None:
+        axes.axvline(result.drift_at + result.recovery_events, color="tab:green", linewidth=0.8)
+    axes.set_xlabel("event")
+    axes.set_ylabel(f"regret over the last {result.window} events")
+    axes.set_ylim(0, 1)
+    axes.set_title("Routing drift: best expert of 2 of 8 categories changes at T")
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,117 @@
+"""Signed learner checkpoints: the artifact format, plus an HMAC over its manifest.
+
+river's trees can only be saved by pickle, and unpickling runs code. So a checkpoint is loaded
+only after HMAC-SHA256 of ``manifest.json`` under the configured key matches ``manifest.hmac``,
+and every file matches the sha256 the manifest records; a copied-in, edited or truncated
+checkpoint is refused before a byte of pickle is read. Torch weights go in safetensors, the rest
+of the state in JSON; the pickle holds only the river objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from services.artifacts import (
+    MANIFEST_NAME,
+    ArtifactError,
+    ArtifactManifest,
+    artifact_directory,
+    hash_files,
+    new_version,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from services.learner.config import DriftMoESettings
+from services.learner.driftmoe import DriftMoE
+
+SIGNATURE_NAME = "manifest.hmac"
+TENSORS_NAME = "weights.safetensors"
+RIVER_NAME = "river.pkl"
+STATE_NAME = "state.json"
+
+
+class CheckpointError(ArtifactError):
+    """A checkpoint is missing, unsigned, signed with another key, or altered."""
+
+
+def signature(manifest_bytes: bytes, key: bytes) -> str:
+    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class LearnerSnapshot:
+    """A DriftMoE model and the JSON state that travels with it."""
+
+    model: DriftMoE
+    state: dict[str, Any]
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the feature projection
+
+
+def save_snapshot(destination: Path, snapshot: LearnerSnapshot, key: bytes, *, kind: str, name: str) -> None:
+    """Write ``snapshot`` to ``destination`` atomically and sign it."""
+    model = snapshot.model
+    with artifact_directory(destination) as staging:
+        clashes = set(snapshot.extra_tensors) & set(model.tensors())
+        if clashes:
+            raise ValueError(f"extra tensors reuse the model's names: {sorted(clashes)}")
+        extra = {f"extra.{name}": tensor.contiguous() for name, tensor in snapshot.extra_tensors.items()}
+        save_file(model.tensors() | extra, str(staging / TENSORS_NAME))
+        with (staging / RIVER_NAME).open("wb") as handle:
+            pickle.dump(model.river_parts(), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        state = {
+            "n_features": model.n_features,
+            "settings": model.settings.model_dump(mode="json"),
+            "model": model.plain_state(),
+            "learner": snapshot.state,
+        }
+        (staging / STATE_NAME).write_text(json.dumps(state), encoding="utf-8")
+        manifest = ArtifactManifest(
+            kind=kind, name=name, version=new_version(), files=hash_files(staging, [TENSORS_NAME, RIVER_NAME, STATE_NAME])
+        )
+        write_manifest(staging, manifest)
+        (staging / SIGNATURE_NAME).write_text(signature((staging / MANIFEST_NAME).read_bytes(), key), encoding="ascii")
+
+
+def verify_snapshot(folder: Path, key: bytes) -> ArtifactManifest:
+    """The manifest, once the signature and every file hash check out; else :class:`CheckpointError`."""
+    manifest_path, signature_path = folder / MANIFEST_NAME, folder / SIGNATURE_NAME
+    if not manifest_path.is_file() or not signature_path.is_file():
+        raise CheckpointError(f"{folder} is not a signed learner checkpoint ({MANIFEST_NAME} or {SIGNATURE_NAME} is missing)")
+    expected = signature(manifest_path.read_bytes(), key)
+    if not hmac.compare_digest(expected, signature_path.read_text(encoding="ascii").strip()):
+        raise CheckpointError(
+            f"{folder}: the checkpoint's HMAC does not verify with the configured key; it was altered or signed "
+            "with another key, and is not loaded"
+        )
+    manifest = read_manifest(folder)
+    try:
+        verify_files(folder, manifest)
+    except ArtifactError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if sorted(manifest.files) != sorted([TENSORS_NAME, RIVER_NAME, STATE_NAME]):
+        raise CheckpointError(f"{folder}: unexpected files {sorted(manifest.files)}")
+    return manifest
+
+
+def load_snapshot(folder: Path, key: bytes) -> LearnerSnapshot:
+    """Verify, then load; the pickle is opened only after verification."""
+    verify_snapshot(folder, key)
+    state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
+    settings = DriftMoESettings.model_validate(state["settings"])
+    with (folder / RIVER_NAME).open("rb") as handle:
+        river_parts = pickle.load(handle)  # noqa: S301 - signed by our own key, checked above
+    tensors = load_file(str(folder / TENSORS_NAME))
+    extra = {name[len("extra."):]: tensor for name, tensor in tensors.items() if name.startswith("extra.")}
+    model_tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith("extra.")}
+    model = DriftMoE.restore(int(state["n_features"]), settings, model_tensors, river_parts, state["model"])
+    return LearnerSnapshot(model=model, state=state["learner"], extra_tensors=extra)

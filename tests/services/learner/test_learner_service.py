@@ -1,0 +1,215 @@
+"""The learner's loop against a real Redis: exactly-once across restarts, signed checkpoints,
+promotion and rollback, and the router replica's side of the policy it publishes."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.config import AppConfig
+from services.learner.checkpoint import RIVER_NAME, CheckpointError, load_snapshot
+from services.learner.config import LearnerConfig
+from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent, ShadowRequest
+from services.learner.features import FeatureSpace, feature_space
+from services.learner.online import RoutingLearner, ShadowOutcome, static_choice
+from services.learner.serving import PolicyFollower
+from services.learner.service import LearnerService
+from services.router.decision import RankedExpert, RouteDecision
+
+
+@pytest.fixture
+def learner_config(app_config: AppConfig, tmp_path: Path, trained_router: Any) -> AppConfig:
+    """The session config with streams and a state directory of this test's own."""
+    suffix = uuid.uuid4().hex[:8]
+    learner = LearnerConfig(
+        directory=str(tmp_path / "learner"),
+        hmac_key_file=str(tmp_path / "learner.key"),
+        consumer_group=f"test-{suffix}",
+        read_count=3,
+        checkpoint_every=4,
+        checkpoint_interval_s=3600,
+        feedback={"stream": f"test:feedback:{suffix}"},
+        shadow={"stream": f"test:shadow:{suffix}", "sample_rate": 0.5},
+        promotion={"window": 10, "min_events": 5, "margin": 0.05, "refresh_every_events": 1000},
+        driftmoe={"n_trees": 4, "top_k": 2, "batch_size": 4, "grace_period": 5, "split_confidence": 0.01, "use_adwin": True},
+    )
+    return app_config.model_copy(update={"learner": learner})
+
+
+def space_of(config: AppConfig, trained_router: Any) -> FeatureSpace:
+    return feature_space(trained_router, config.learner)
+
+
+def features_for(space: FeatureSpace, category: str, rng: np.random.Generator) -> tuple[float, ...]:
+    """A request clearly of ``category``: its probability near one, the projection random."""
+    probabilities = np.full(len(space.taxonomy), 0.01)
+    probabilities[space.taxonomy.index(category)] = 1 - 0.01 * (len(space.taxonomy) - 1)
+    return tuple(float(v) for v in np.concatenate([rng.normal(0, 0.3, space.projection_dim), probabilities]))
+
+
+def record(features: tuple[float, ...], expert: str, router_version: str, category: str, ranked: tuple[str, ...] = ()) -> CompletionRecord:
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    decision = RouteDecision(
+        expert=expert, policy="static", category=category, router_version=router_version, features=features,
+        ranked=tuple(RankedExpert(expert=name, score=1.0 - i / 10) for i, name in enumerate(ranked or (expert,))),
+    )
+    return CompletionRecord(id=completion_id, created=int(time.time()), requested_model="auto", expert=expert, decision=decision)
+
+
+def append(redis: Any, stream: str, event: FeedbackEvent | ShadowRequest) -> str:
+    return redis.xadd(stream, {EVENT_FIELD: event.model_dump_json()}).decode()
+
+
+def pending(redis: Any, config: AppConfig) -> int:
+    return int(redis.xpending(config.learner.feedback.stream, config.learner.consumer_group)["pending"])
+
+
+def test_every_feedback_is_applied_exactly_once_across_restarts(learner_config: AppConfig, redis_server: Any, trained_router: Any) -> None:
+    redis = redis_server.client()
+    space = space_of(learner_config, trained_router)
+    rng = np.random.default_rng(0)
+    stream = learner_config.learner.feedback.stream
+    first = LearnerService(learner_config)  # creates the consumer group before anything is appended
+    for _ in range(10):
+        event_record = record(features_for(space, "math", rng), "smollm2-math", trained_router.version, "math")
+        append(redis, stream, FeedbackEvent(completion_id=event_record.id, rating=1, received_at=time.time(), record=event_record))
+
+    # Three reads of three: the second crosses checkpoint_every (4) and checkpoints six; the third
+    # applies three more and the process dies before any checkpoint covers them.
+    assert [first.step() for _ in range(3)] == [3, 3, 3]
+    assert pending(redis, learner_config) == 3
+    del first
+
+    # The second life dies between writing its checkpoint and acknowledging it.
+    second = LearnerService(learner_config)
+    assert second.learner.counts["feedback_positive"] == 6  # the checkpoint, not the lost work
+    assert second.step() == 3  # the three pending entries, delivered again and applied now
+    second.save_checkpoint()
+    assert pending(redis, learner_config) == 3
+    del second
+
+    third = LearnerService(learner_config)
+    applied = third.drain()
+    assert applied == 1  # the replayed three were covered by the checkpoint: acknowledged, not applied
+    assert third.learner.counts["feedback_positive"] == 10
+    assert int(third.learner.model.tree_instances.sum()) == 10 * learner_config.learner.driftmoe.top_k
+    assert pending(redis, learner_config) == 0
+
+
+def test_a_tampered_or_foreign_checkpoint_is_refused(learner_config: AppConfig, redis_server: Any, trained_router: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis = redis_server.client()
+    space = space_of(learner_config, trained_router)
+    rng = np.random.default_rng(1)
+    service = LearnerService(learner_config)
+    for index in range(6):
+        event_record = record(features_for(space, "coding", rng), "smollm2-code", trained_router.version, "coding")
+        append(redis, learner_config.learner.feedback.stream,
+               FeedbackEvent(completion_id=event_record.id, rating=1 if index % 2 else -1, received_at=time.time(), record=event_record))
+    service.drain()
+    probe = np.asarray(features_for(space, "coding", rng))
+
+    restored = load_snapshot(service.checkpoint_path, learner_config.learner.hmac_key())
+    assert restored.model.predict_one(probe) == service.learner.model.predict_one(probe)
+    assert np.allclose(restored.model.router_weights(probe), service.learner.model.router_weights(probe))
+    assert restored.state["learner"]["counts"] == dict(service.learner.counts)
+
+    monkeypatch.setenv(learner_config.learner.hmac_key_env, "another-key-" + "x" * 32)
+    with pytest.raises(CheckpointError, match="HMAC"):
+        LearnerService(learner_config)
+    monkeypatch.delenv(learner_config.learner.hmac_key_env)
+
+    pickle_path = service.checkpoint_path / RIVER_NAME
+    pickle_path.chmod(0o644)
+    data = bytearray(pickle_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pickle_path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match"):
+        LearnerService(learner_config)
+
+
+def test_the_online_policy_is_promoted_when_it_wins_and_rolled_back_when_it_loses(
+    learner_config: AppConfig, redis_server: Any, trained_router: Any
+) -> None:
+    """A simulated stream: a ground-truth quality table, and shadow events scored from it."""
+    redis = redis_server.client()
+    space = space_of(learner_config, trained_router)
+    rng = np.random.default_rng(2)
+    truth = {"smollm2": 0.4, "smollm2-math": 0.9, "smollm2-code": 0.1}  # for math requests
+
+    class TableEvaluator:
+        """Scores answers from the table instead of generating them: the stream is simulated."""
+
+        def evaluate(self, request: ShadowRequest, learner: RoutingLearner) -> ShadowOutcome:
+            features = request.record.decision.features
+            assert features is not None
+            static = static_choice(request.record.decision)
+            online = learner.choose(features, fallback=static)
+            rewards = {expert: truth.get(expert, 0.2) + float(rng.normal(0, 0.01)) for expert in learner.experts}
+            return ShadowOutcome(request.completion_id, features, static, online, rewards)
+
+    service = LearnerService(learner_config, evaluator=TableEvaluator())  # type: ignore[arg-type]
+    experts = frozenset(service.experts)
+    follower = PolicyFollower(learner_config.learner)
+    shadow_stream = learner_config.learner.shadow.stream
+
+    def shadow_events(count: int) -> None:
+        for _ in range(count):
+            # The static router keeps sending math to the general expert.
+            event_record = record(features_for(space, "math", rng), "smollm2", trained_router.version, "math")
+            append(redis, shadow_stream, ShadowRequest(
+                completion_id=event_record.id, messages=({"role": "user", "content": "2+2?"},), record=event_record))
+
+    shadow_events(30)
+    service.drain()
+    assert service.learner.serving == "online"
+    assert follower.check()
+    assert follower.current.pointer.policy == "online" and follower.current.revision >= 1
+    promoted_revision = follower.current.revision
+
+    decision = RouteDecision(expert="smollm2", policy="static", category="math", router_version=trained_router.version,
+                             features=features_for(space, "math", rng), ranked=(RankedExpert(expert="smollm2", score=0.5),))
+    served = follower.current.apply(decision, space.identity, experts)
+    assert (served.expert, served.policy, served.policy_revision) == ("smollm2-math", "online", promoted_revision)
+    uncertain = decision.model_copy(update={"uncertain": True})
+    assert follower.current.apply(uncertain, space.identity, experts).expert == "smollm2"  # the fallback holds
+
+    truth.update({"smollm2-math": 0.0})  # the adapter breaks: the online choice now loses to the static one
+    shadow_events(12)
+    service.drain()
+    assert service.learner.serving == "static"
+    assert follower.check()
+    assert follower.current.pointer.policy == "static" and follower.current.revision > promoted_revision
+    rolled_back = follower.current.apply(decision, space.identity, experts)
+    assert (rolled_back.expert, rolled_back.policy) == ("smollm2", "static")
+
+
+def test_a_router_with_another_taxonomy_resets_the_learner(learner_config: AppConfig, trained_router: Any, caplog: pytest.LogCaptureFixture) -> None:
+    service = LearnerService(learner_config)
+    other = FeatureSpace("another-embedder", ("a", "b"), 8, learner_config.learner.projection_dim, 0)
+    service.learner = RoutingLearner(service.experts, other, learner_config.learner)
+    service.learner.counts["feedback_positive"] = 5
+    service.check_router()
+    assert service.learner.space == space_of(learner_config, trained_router)
+    assert not service.learner.counts
+    assert any("learner reset" in message and "taxonomy" in message and "embedder" in message for message in service.resets)
+
+
+def test_negative_feedback_teaches_only_the_router() -> None:
+    config = LearnerConfig(directory="/nonexistent", driftmoe={"n_trees": 3, "top_k": 1, "batch_size": 1})
+    space = FeatureSpace("e", ("a", "b"), 4, 2, 0)
+    learner = RoutingLearner(["x", "y"], space, config)
+    rng = random.Random(0)
+    features = tuple(rng.random() for _ in range(space.dimension))
+    learner.apply_feedback(FeedbackEvent(completion_id="c", rating=1, received_at=0.0, record=record(features, "x", "v", "a")))
+    instances = learner.model.tree_instances.copy()
+    weights = learner.model.router_weights(np.asarray(features))
+    outcome = learner.apply_feedback(FeedbackEvent(completion_id="d", rating=-1, received_at=0.0, record=record(features, "x", "v", "a")))
+    assert outcome == "feedback_negative"
+    assert (learner.model.tree_instances == instances).all()  # no tree learned
+    assert not np.allclose(learner.model.router_weights(np.asarray(features)), weights)  # the router did
