@@ -6,9 +6,9 @@ STAMP := $(VENV)/.coe-installed
 TORCH_VERSION := 2.13.0
 SMOLLM2_VERSION := 0.1.2
 
-.PHONY: run test install adapters router
+.PHONY: run test install adapters router reward
 
-run: install adapters router
+run: install adapters router reward
 	$(BIN)/coe serve
 
 test: install
@@ -36,3 +36,7 @@ adapters: install
 # Trains the first router from the seed data when the store has none (a minute or two on CPU).
 router: install
 	$(BIN)/coe train router --missing
+
+# Trains the reward model that scores shadow evaluations, when it is missing (a few minutes on CPU).
+reward: router
+	$(BIN)/coe train reward --missing

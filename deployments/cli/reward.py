@@ -34,6 +34,7 @@ def register_train(jobs: argparse._SubParsersAction) -> None:
     reward.add_argument("--quick", action="store_true", help="Smoke test: a small data sample and two steps per phase.")
     reward.add_argument("--seed", type=int, help="Random seed (default 0).")
     reward.add_argument("--threads", type=int, help="torch intra-op threads.")
+    reward.add_argument("--missing", action="store_true", help="Do nothing when a reward model already loads from --out.")
     reward.set_defaults(run=run_train)
 
 
@@ -101,6 +102,21 @@ def _load_router(config_path: str | None) -> Any:
         return None
 
 
+def _loads(folder: Path) -> bool:
+    """Whether a complete, verified reward model is at ``folder`` (a partial one is retrained)."""
+    from services.artifacts import ArtifactError
+    from services.rewards.model import RewardModel
+
+    if not folder.exists():
+        return False
+    try:
+        RewardModel.load(folder)
+    except (ArtifactError, OSError) as exc:
+        logger.warning("the reward model at %s does not load (%s); training a new one", folder, exc)
+        return False
+    return True
+
+
 def run_train(args: argparse.Namespace) -> int:
     from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH
     from router_training.reward.train import train_reward_model
@@ -110,6 +126,9 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     taxonomy = config.router.categories if config.router else DEFAULT_CATEGORIES
     out = args.out or Path(config.training.reward_model)
+    if args.missing and _loads(out):
+        print(f"reward model present at {out}; nothing to do")
+        return 0
     metrics = train_reward_model(
         out,
         training_args(args),

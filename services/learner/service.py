@@ -155,6 +155,13 @@ class LearnerService:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
+    def _recreate_groups(self) -> None:
+        """After the streams vanished, their pending lists and ids went with them: start reading afresh."""
+        with self._lock:
+            self._ensure_groups()
+            self.unacked = {stream: [] for stream in self.streams}
+            self._pending_cursor = dict.fromkeys(self.streams, START_ID)
+
     def _read(self, block_ms: int | None) -> list[tuple[str, str, dict[bytes, bytes] | None]]:
         """The next entries: this consumer's pending ones first (after a restart), then new ones."""
         group, consumer, count = self.settings.consumer_group, self.settings.consumer, self.settings.read_count
@@ -321,6 +328,17 @@ class LearnerService:
                 if not failing:
                     logger.warning("learner: Redis at %s is unavailable (%s); retrying", url, exc.__class__.__name__)
                 failing = True
+                stop.wait(1.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    logger.exception("learner: Redis refused a command; retrying")
+                    stop.wait(1.0)
+                    continue
+                # The streams were deleted or Redis came back empty: recreate the group and carry on.
+                logger.warning("learner: the consumer group is gone from %s (%s); creating it again", url, exc)
+                self._recreate_groups()
+            except Exception:  # the loop must outlive any one bad step; the entry stays pending
+                logger.exception("learner: step failed; retrying")
                 stop.wait(1.0)
         try:
             self.checkpoint()

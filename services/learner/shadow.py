@@ -42,11 +42,15 @@ class ShadowEvaluator:
         static_expert = static_choice(decision)
         online_expert = learner.choose(features, fallback=static_expert)
         experts = [static_expert] if online_expert == static_expert else [static_expert, online_expert]
+        messages = [turn.model_dump() for turn in request.messages]
+        answers = {expert: self._answer(expert, messages) for expert in experts}  # both policies' must answer
         extra = third_expert(learner.experts, set(experts), self._rng)
         if extra is not None:
-            experts.append(extra)
-        messages = [turn.model_dump() for turn in request.messages]
-        answers = {expert: self._answer(expert, messages) for expert in experts}
+            try:
+                answers[extra] = self._answer(extra, messages)
+                experts.append(extra)
+            except Exception as exc:  # the extra one only widens the comparison
+                logger.info("shadow: expert %s did not answer (%s); comparing without it", extra, exc)
         prompt = transcript(messages)
         scores = self._reward_model.score([prompt] * len(experts), [answers[e] for e in experts], [decision.category] * len(experts))
         rewards = {expert: float(score.reward) for expert, score in zip(experts, scores)}

@@ -19,6 +19,7 @@ def test_plan_has_one_deployment_per_base_and_remote_plus_ingress(app_config) ->
         "expert-remote-without-key",
         "expert-smollm2",
         "ingress",
+        "learner",
         "router",
     ]
 
@@ -40,7 +41,7 @@ def test_rendered_serve_config_validates_against_rays_schema() -> None:
     schema = ServeDeploySchema.model_validate(document) if hasattr(ServeDeploySchema, "model_validate") else ServeDeploySchema.parse_obj(document)
     application = schema.applications[0]
     assert application.import_path == "deployments.app:build_app"
-    assert {deployment.name for deployment in application.deployments} == {"ingress", "expert-smollm2", "router"}
+    assert {deployment.name for deployment in application.deployments} == {"ingress", "expert-smollm2", "router", "learner"}
 
 
 def test_builder_accepts_serve_args() -> None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from services.config import AppConfig
 from services.learner.checkpoint import load_snapshot
+from services.learner.events import CompletionRecord, ShadowRequest
+from services.learner.features import feature_space
+from services.learner.online import RoutingLearner
 from services.learner.service import CHECKPOINT_DIR, entry_order
+from services.learner.shadow import ShadowEvaluator
 
 CODE = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 
@@ -51,3 +58,45 @@ def test_decisions_carry_the_policy_revision_that_made_them(http: Any) -> None:
     assert routed.status_code == 200, routed.text
     assert routed.json()["policy_revision"] == policy.json()["revision"]
     assert routed.headers["x-coe-policy-revision"] == str(policy.json()["revision"])
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory: pytest.TempPathFactory, app_config: AppConfig) -> Any:
+    """A reward model from a two-step run: enough to score, not to judge well."""
+    from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH
+    from router_training.reward.train import RewardTrainingArgs, train_reward_model
+    from services.rewards.model import RewardModel
+
+    out = tmp_path_factory.mktemp("reward") / "quick"
+    assert app_config.router is not None
+    train_reward_model(out, RewardTrainingArgs.quick(), train_path=TRAIN_PATH, eval_path=HELDOUT_PATH, taxonomy=app_config.router.categories)
+    return RewardModel.load(out)
+
+
+def test_a_shadow_event_has_three_experts_answer_and_scores_them(
+    http: Any, base_url: str, redis_server: Any, app_config: AppConfig, reward_model: Any, trained_router: Any
+) -> None:
+    completion = http.post("/v1/chat/completions", json={"model": "auto", "messages": CODE, "max_tokens": 2, "temperature": 0})
+    assert completion.status_code == 200, completion.text
+    key = f"{app_config.learner.feedback.record_prefix}:{completion.json()['id']}"
+    deadline = time.monotonic() + 10
+    while (raw := redis_server.client().get(key)) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    record = CompletionRecord.model_validate_json(raw)
+    request = ShadowRequest(completion_id=record.id, messages=tuple(CODE), record=record)  # type: ignore[arg-type]
+    learner = RoutingLearner(
+        [expert.name for expert in app_config.experts], feature_space(trained_router, app_config.learner), app_config.learner
+    )
+
+    evaluator = ShadowEvaluator(reward_model, f"{base_url}/v1", max_tokens=4, seed=0)
+    outcome = evaluator.evaluate(request, learner)
+
+    assert outcome is not None
+    assert outcome.static_expert == record.expert  # the static router served this one
+    assert outcome.static_expert in outcome.rewards and outcome.online_expert in outcome.rewards
+    assert len(outcome.rewards) >= 2  # both policies' choices (one, when they agree) and one more expert
+    assert all(math.isfinite(reward) for reward in outcome.rewards.values())
+    assert outcome.best in outcome.rewards
+    assert learner.apply_shadow(outcome) == "shadow"
+    assert len(learner.window) == 1 and learner.model.tree_instances.sum() == app_config.learner.driftmoe.top_k
