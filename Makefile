@@ -39,4 +39,4 @@ router: install
 
 # Trains the reward model that scores shadow evaluations, when it is missing (a few minutes on CPU).
 reward: router
-	$(BIN)/coe train reward --missing
+	$(BIN)/coe train reward --missing --budget

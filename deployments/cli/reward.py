@@ -32,6 +32,9 @@ def register_train(jobs: argparse._SubParsersAction) -> None:
     reward.add_argument("--hparams", type=Path, help="YAML or JSON mapping of training hyper-parameters to override.")
     reward.add_argument("--steps-scale", type=float, help="Multiply the epochs of phases 1 and 2 (e.g. 0.5 for a faster run).")
     reward.add_argument("--quick", action="store_true", help="Smoke test: a small data sample and two steps per phase.")
+    reward.add_argument(
+        "--budget", action="store_true", help="The lighter settings of `coe train all` (640 pairs, one phase-1 epoch): minutes, not ten."
+    )
     reward.add_argument("--seed", type=int, help="Random seed (default 0).")
     reward.add_argument("--threads", type=int, help="torch intra-op threads.")
     reward.add_argument("--missing", action="store_true", help="Do nothing when a reward model already loads from --out.")
@@ -55,7 +58,11 @@ def training_args(args: argparse.Namespace) -> Any:
 
     from router_training.reward.train import RewardTrainingArgs
 
-    values: dict[str, Any] = RewardTrainingArgs.quick().model_dump() if args.quick else {}
+    values: dict[str, Any] = {}
+    if args.quick:
+        values = RewardTrainingArgs.quick().model_dump()
+    elif getattr(args, "budget", False):
+        values = RewardTrainingArgs.budget().model_dump()
     if args.hparams is not None:
         try:
             loaded = yaml.safe_load(args.hparams.read_text(encoding="utf-8"))

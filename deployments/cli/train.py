@@ -174,7 +174,7 @@ def run_embedder(args: argparse.Namespace) -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    from router_training.pipeline.run import DATA_ROOT, PipelineArgs, budget_embedder_args, budget_reward_args, train_all
+    from router_training.pipeline.run import DATA_ROOT, PipelineArgs, budget_embedder_args, train_all
     from router_training.reward.train import RewardTrainingArgs
     from services.config import load_config
 
@@ -184,7 +184,7 @@ def run_all(args: argparse.Namespace) -> int:
         data=args.data or DATA_ROOT,
         reward_out=args.reward_out,
         embedder=embedder_args(args, quick=args.quick, base=budget_embedder_args()),
-        reward=RewardTrainingArgs.quick() if args.quick else budget_reward_args(),
+        reward=RewardTrainingArgs.quick() if args.quick else RewardTrainingArgs.budget(),
         use_ray=use_ray(args.ray),
         activate=not args.no_activate,
     )

