@@ -231,6 +231,12 @@ class Ingress:
             logger.warning("router unavailable, answering with the default expert: %s", error.message)
             return resolve_default(self._config, reason=f"router unavailable ({error.message})")
 
+    def _required_router(self, consequence: str = "") -> Any:
+        """The router's handle, for endpoints that mean nothing without one (400 ``no_router``)."""
+        if self._router is None:
+            raise InvalidRequestError(f"no router is configured{consequence}", code="no_router")
+        return self._router
+
     async def route_only(self, request: Request) -> JSONResponse:
         """``POST /v1/route``: the decision a chat request would get, without generating."""
         chat = parse_chat_request(await request.body(), default_model=AUTO_MODEL)
@@ -240,14 +246,10 @@ class Ingress:
     async def flush_cache(self, request: Request) -> JSONResponse:
         """``POST /admin/cache/flush`` with ``{"version"?: ..., "levels"?: ["l1", "redis"]}``."""
         flush = parse_cache_flush(await request.body())
-        if self._router is None:
-            raise InvalidRequestError("no router is configured, so nothing is cached", code="no_router")
-        return JSONResponse(await self._router.flush_cache.remote(flush.version, tuple(flush.levels)))
+        return JSONResponse(await self._required_router(", so nothing is cached").flush_cache.remote(flush.version, tuple(flush.levels)))
 
     async def cache_stats(self, request: Request) -> JSONResponse:
-        if self._router is None:
-            raise InvalidRequestError("no router is configured, so nothing is cached", code="no_router")
-        return JSONResponse(await self._router.cache_stats.remote())
+        return JSONResponse(await self._required_router(", so nothing is cached").cache_stats.remote())
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text: the router replica's cache metrics."""
@@ -258,9 +260,7 @@ class Ingress:
 
     async def reload_router(self, request: Request) -> JSONResponse:
         """``POST /admin/router/reload``: check the store's pointer now."""
-        if self._router is None:
-            raise InvalidRequestError("no router is configured", code="no_router")
-        return JSONResponse(await self._router.reload.remote())
+        return JSONResponse(await self._required_router().reload.remote())
 
     # ------------------------------------------------------------------ online learning
     async def learner_status(self, request: Request) -> JSONResponse:
@@ -274,15 +274,11 @@ class Ingress:
 
     async def policy(self, request: Request) -> JSONResponse:
         """``GET /admin/policy``: the routing policy (static or online, and its revision) a router replica serves."""
-        if self._router is None:
-            raise InvalidRequestError("no router is configured", code="no_router")
-        return JSONResponse(await self._router.policy.remote())
+        return JSONResponse(await self._required_router().policy.remote())
 
     async def reload_policy(self, request: Request) -> JSONResponse:
         """``POST /admin/policy/reload``: make a router replica check the learner's policy pointer now."""
-        if self._router is None:
-            raise InvalidRequestError("no router is configured", code="no_router")
-        return JSONResponse(await self._router.reload_policy.remote())
+        return JSONResponse(await self._required_router().reload_policy.remote())
 
     # ------------------------------------------------------------------ feedback
     async def feedback(self, request: Request) -> JSONResponse:

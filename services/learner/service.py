@@ -67,7 +67,7 @@ class LearnerService:
         self.applied_since_checkpoint = 0
         self.last_checkpoint_at: float | None = None
         self._last_checkpoint_clock = time.monotonic()
-        self._space_by_version: dict[str, str] = {}
+        self._space_by_version: dict[str, FeatureSpace | None] = {}  # None: that version does not load
         self._pending_cursor: dict[str, str] | None = dict.fromkeys(self.streams, START_ID)  # None once recovered
         self._last_space_check = time.monotonic()
         self.resets: list[str] = []
@@ -81,12 +81,28 @@ class LearnerService:
         return self.directory / CHECKPOINT_DIR
 
     def _current_space(self) -> FeatureSpace:
-        return feature_space(self.router_store.load_current(), self.settings)
+        version = self.router_store.current_version()
+        space = self._space_of(version) if version is not None else None
+        if space is None:  # say why, as the router replicas would
+            return feature_space(self.router_store.load_current(), self.settings)
+        return space
+
+    def _space_of(self, version: str) -> FeatureSpace | None:
+        """The feature space of a stored router version, read once per version."""
+        if version not in self._space_by_version:
+            try:
+                from services.router.artifact import load_router_artifact
+
+                self._space_by_version[version] = feature_space(load_router_artifact(self.router_store.folder(version)), self.settings)
+            except (ArtifactError, OSError, ValueError):
+                self._space_by_version[version] = None
+        return self._space_by_version[version]
 
     def _fresh(self, space: FeatureSpace) -> RoutingLearner:
         learner = RoutingLearner(self.experts, space, self.settings)
-        learner.revision = self.policies.current().revision
-        learner.serving = self.policies.current().policy if self.policies.current().feature_space == space.identity else "static"
+        pointer = self.policies.current()
+        learner.revision = pointer.revision
+        learner.serving = pointer.policy if pointer.feature_space == space.identity else "static"
         return learner
 
     def _load_or_start(self, space: FeatureSpace) -> RoutingLearner:
@@ -238,16 +254,8 @@ class LearnerService:
         """Features made by a router of another feature space cannot teach this learner."""
         if router_version is None:
             return False
-        identity = self._space_by_version.get(router_version)
-        if identity is None:
-            try:
-                from services.router.artifact import load_router_artifact
-
-                identity = feature_space(load_router_artifact(self.router_store.folder(router_version)), self.settings).identity
-            except (ArtifactError, OSError, ValueError):
-                identity = "unknown"
-            self._space_by_version[router_version] = identity
-        return identity != self.learner.space.identity
+        space = self._space_of(router_version)
+        return space is None or space.identity != self.learner.space.identity
 
     # ------------------------------------------------------------------ policy
     def _maybe_publish(self) -> None:
