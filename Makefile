@@ -6,13 +6,20 @@ STAMP := $(VENV)/.coe-installed
 TORCH_VERSION := 2.13.0
 SMOLLM2_VERSION := 0.1.2
 
-.PHONY: run test install adapters router reward
+.PHONY: run test test-fast install adapters router reward
 
-run: install adapters router reward
-	$(BIN)/coe serve
+# Serves as soon as the experts and a router are ready; a missing reward model (only the
+# learner's shadow evaluation needs it) is trained in the background meanwhile.
+run: install adapters router
+	$(BIN)/coe serve --train-missing-reward
 
+# Everything, then the 15 slowest tests, so growth shows on every run.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The inner loop: unit and component tests, without a Ray cluster or the served app.
+test-fast: install
+	$(BIN)/python -m pytest -m "not serve" --durations=15
 
 install: $(STAMP)
 
@@ -37,6 +44,7 @@ adapters: install
 router: install
 	$(BIN)/coe train router --missing
 
-# Trains the reward model that scores shadow evaluations, when it is missing (a few minutes on CPU).
+# Trains the reward model that scores shadow evaluations, when it is missing (a few minutes on
+# CPU), in the foreground; `make run` does the same in the background.
 reward: router
 	$(BIN)/coe train reward --missing --budget

@@ -18,12 +18,23 @@ import pytest
 import yaml
 
 from services.config import DEFAULT_CONFIG_PATH, AppConfig, parse_config, with_absolute_paths
+from tests.training_runs import REWARD_TEST_HPARAMS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TEST_INGRESS_LIMIT = 8
 TEST_RETRY_AFTER_S = 2
+
+
+SERVED_APP_FIXTURES = frozenset({"base_url", "ray_cluster"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that need a Ray cluster or the served app are marked ``serve`` (``make test-fast`` leaves them out)."""
+    for item in items:
+        if SERVED_APP_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.serve)
 
 
 def free_port() -> int:
@@ -38,6 +49,40 @@ def default_config_dict() -> dict[str, Any]:
 
 def config_from(raw: dict[str, Any]) -> AppConfig:
     return parse_config(raw, folder=DEFAULT_CONFIG_PATH.parent, source="test config")
+
+
+BROKEN_ENTRY_MARKER = "left-by-an-interrupted-conversion"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def weights_cache(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A converted-weights cache of the session's own, so that each run converts the GGUF once, as
+    a fresh machine does, and every process of the session (Ray replicas, ``coe`` subprocesses)
+    shares it through the environment.
+
+    It starts with a broken entry for the default expert in it, as an interrupted conversion
+    could leave: the first load must refuse it and convert again (test_weights_cache checks).
+    """
+    from services.artifacts import ArtifactManifest, file_sha256, write_manifest
+    from services.experts.config import GGUFExpert
+    from services.experts.loading import locate_weights
+    from services.experts.weights_cache import CACHE_ENV, CACHE_KIND, WeightsCache
+
+    cache = WeightsCache(tmp_path_factory.mktemp("weights-cache"))
+    os.environ[CACHE_ENV] = str(cache.root)
+    base = config_from(default_config_dict()).expert("smollm2")
+    assert isinstance(base, GGUFExpert)
+    gguf_path = locate_weights(base).weights_path
+    source_sha256 = file_sha256(gguf_path)
+    entry = cache.entry(gguf_path, source_sha256)
+    entry.mkdir(parents=True)
+    (entry / "model.safetensors").write_bytes(b"the first bytes of a conversion that never finished")
+    (entry / BROKEN_ENTRY_MARKER).write_text("", encoding="utf-8")
+    write_manifest(entry, ArtifactManifest(
+        kind=CACHE_KIND, name=gguf_path.stem, version=source_sha256[:16], files={"model.safetensors": "0" * 64},
+        data={"source": {"sha256": source_sha256}},
+    ))
+    return cache
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +153,7 @@ def app_config(
     learner = tmp_path_factory.mktemp("learner")
     raw["learner"] = {
         **raw.get("learner", {}),
+        "checkpoint_interval_s": 2,  # feedback is acknowledged within seconds, so tests wait less
         "directory": str(learner),
         "hmac_key_file": str(learner / "key"),
         "shadow": {**raw.get("learner", {}).get("shadow", {}), "sample_rate": 0.0},  # no shadow load in tests
@@ -139,7 +185,7 @@ def app_config(
 
 
 @pytest.fixture(scope="session")
-def ray_cluster(http_port: int) -> Iterator[None]:
+def ray_cluster(http_port: int, weights_cache: Any) -> Iterator[None]:
     import ray
     from ray import serve
 
@@ -159,6 +205,20 @@ def trained_router(app_config: AppConfig) -> Any:
     from router_training.router.train import train_router
 
     return train_router(app_config)
+
+
+@pytest.fixture(scope="session")
+def reward_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One reward model for the session, trained as a user would: ``coe train reward --hparams``."""
+    import json
+
+    from deployments.cli.main import main
+
+    folder = tmp_path_factory.mktemp("reward")
+    hparams = folder / "hparams.json"
+    hparams.write_text(json.dumps(REWARD_TEST_HPARAMS), encoding="utf-8")
+    assert main(["train", "reward", "--hparams", str(hparams), "--out", str(folder / "model")]) == 0
+    return folder / "model"
 
 
 @pytest.fixture(scope="session")
@@ -200,16 +260,13 @@ def http(base_url: str) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def tokenizer() -> Any:
-    """The default expert's real tokenizer (from the GGUF file), without the model weights."""
-    from transformers import AutoTokenizer
-
+    """The default expert's real tokenizer, without the model weights."""
     from services.experts.config import GGUFExpert
-    from services.experts.loading import locate_weights
+    from services.experts.loading import load_tokenizer
 
     base = config_from(default_config_dict()).expert("smollm2")
     assert isinstance(base, GGUFExpert)
-    location = locate_weights(base)
-    return AutoTokenizer.from_pretrained(str(location.folder), gguf_file=location.gguf_file, local_files_only=True)
+    return load_tokenizer(base)
 
 
 @pytest.fixture

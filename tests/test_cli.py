@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import default_config_dict
 
 COE = str(Path(sys.executable).parent / "coe")
@@ -53,8 +55,10 @@ def test_serve_refuses_to_start_without_a_router(tmp_config_file, tmp_path: Path
     assert result.returncode == 2 and "train one with `coe train router`" in result.stderr
 
 
+@pytest.mark.serve
 def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path, tmp_config_file, trained_router, redis_server) -> None:
-    """`coe serve` as a user runs it: its own Ray instance, ready URL printed, Ctrl-C stops it."""
+    """`coe serve` as `make run` runs it: its own Ray instance, the ready URL printed, a missing
+    reward model trained in the background meanwhile, and Ctrl-C stopping both."""
     import os
     import signal
 
@@ -65,14 +69,19 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
     raw = copy.deepcopy(default_config_dict())
     raw["router"]["store"] = str(trained_router.folder.parent)
     raw["cache"]["url"] = redis_server.url  # not the machine's shared Redis
+    reward_folder = tmp_path / "reward"
+    raw["training"]["reward_model"] = str(reward_folder)
+    raw["learner"]["directory"] = str(tmp_path / "learner")
+    raw["learner"]["hmac_key_file"] = str(tmp_path / "learner.key")
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     log_path = tmp_path / "serve.log"  # Ray logs a lot; a file cannot fill up and block it like a pipe
     log = log_path.open("w")
     process = subprocess.Popen(
-        [COE, "serve", "--config", str(tmp_config_file(raw)), "--port", str(port), "--num-cpus", "2"],
+        [COE, "serve", "--config", str(tmp_config_file(raw)), "--port", str(port), "--num-cpus", "2", "--train-missing-reward"],
         stdout=subprocess.PIPE, stderr=log, text=True, env=env,
     )
+    trainer_pid = None
     try:
         assert process.stdout is not None
         first_line = process.stdout.readline()  # blocks until ready (or the process ends)
@@ -84,9 +93,19 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
         )
         assert reply.status_code == 200 and reply.headers["x-coe-policy"] == "static"
         assert reply.headers["x-coe-router-version"] == trained_router.version
+
+        # Serving did not wait for the reward model: it is being trained now, beside the service.
+        announced = process.stdout.readline()
+        assert f"No reward model at {reward_folder}: training one in the background" in announced, announced
+        started = process.stdout.readline()
+        assert started.startswith("[reward model] started in the background (pid "), started
+        trainer_pid = int(started.split("(pid ")[1].split(",")[0])
+        os.kill(trainer_pid, 0)  # alive
+        shadow = httpx.get(f"http://127.0.0.1:{port}/admin/learner/status", timeout=30).json()["shadow_evaluation"]
+        assert shadow["state"] == "waiting" and f"waiting for a reward model at {reward_folder}" in shadow["reason"]
     finally:
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=120)
+        rest, _ = process.communicate(timeout=120)
         log.close()
     assert process.returncode == 0
     assert "coe-router stopped." in log_path.read_text()
@@ -96,6 +115,15 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
     except httpx.HTTPError:
         still_listening = False
     assert not still_listening
+    # The background training stopped with the service and left no half-written model behind.
+    assert "[reward model] stopped by signal" in rest, rest[-2000:]
+    try:
+        os.kill(trainer_pid, 0)
+        trainer_alive = True
+    except ProcessLookupError:
+        trainer_alive = False
+    assert not trainer_alive
+    assert not reward_folder.exists() and not list(tmp_path.glob(".reward*")), "nothing half-written"
 
 
 def test_router_list_use_and_prune(tmp_path: Path, tmp_config_file) -> None:

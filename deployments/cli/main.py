@@ -20,6 +20,7 @@ from deployments.cli import (
     router_store,
     serve_command,
     train,
+    weights,
 )
 from services.errors import CoeError
 
@@ -35,6 +36,7 @@ SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     learner.register,
     adapters.register,
     config_render.register,
+    weights.register,
     bench.register,
 )
 

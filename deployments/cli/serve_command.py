@@ -10,6 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deployments.background_job import BackgroundJob
+
+if TYPE_CHECKING:
+    from services.config import AppConfig
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -20,6 +27,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--address", help="Join this Ray cluster instead of starting a local one.")
     serve.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all).")
     serve.add_argument("--ready-timeout", type=float, default=600.0, help="Seconds to wait for /readyz.")
+    serve.add_argument(
+        "--train-missing-reward",
+        action="store_true",
+        help="Once serving, train a missing reward model in the background (only shadow evaluation needs it).",
+    )
     serve.set_defaults(run=run)
 
 
@@ -38,8 +50,33 @@ def run(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
         ) as url:
             print(f"coe-router is ready at {url} (OpenAI base_url: {url}/v1). Press Ctrl-C to stop.", flush=True)
-            while True:
-                time.sleep(3600)
+            job = reward_training(config, args.config) if args.train_missing_reward else None
+            try:
+                while True:
+                    time.sleep(3600)
+            finally:
+                if job is not None:
+                    job.stop()
     except KeyboardInterrupt:
         print("coe-router stopped.", file=sys.stderr, flush=True)
     return 0
+
+
+def reward_training(config: AppConfig, config_arg: str | None) -> BackgroundJob | None:
+    """Start ``coe train reward --missing --budget`` beside the service when no reward model is there."""
+    from services.artifacts import MANIFEST_NAME
+
+    folder = Path(config.training.reward_model)
+    if (folder / MANIFEST_NAME).is_file():
+        return None
+    argv = [sys.executable, "-m", "deployments.cli.main", "train", "reward", "--missing", "--budget", "--threads", "1"]
+    if config_arg:
+        argv += ["--config", config_arg]
+    job = BackgroundJob("reward model", argv)
+    print(
+        f"No reward model at {folder}: training one in the background. Routing and chat work now; the "
+        "learner's shadow evaluation starts when the model is written (GET /admin/learner/status).",
+        flush=True,
+    )
+    job.start()
+    return job

@@ -93,10 +93,10 @@ def count_parameters(expert: HFExpert | GGUFExpert) -> int:
     """Parameter count read from the weight files' headers, without loading the model."""
     location = locate_weights(expert)
     if location.gguf_file:
-        import gguf
+        from services.experts.weights_cache import WeightsCache, gguf_parameter_count
 
-        reader = gguf.GGUFReader(location.weights_path)
-        return sum(int(tensor.n_elements) for tensor in reader.tensors)
+        recorded = WeightsCache().recorded_parameters(location.weights_path)
+        return recorded if recorded is not None else gguf_parameter_count(location.weights_path)
     from safetensors import safe_open
 
     total = 0
@@ -114,18 +114,23 @@ def count_parameters(expert: HFExpert | GGUFExpert) -> int:
 
 
 def load_model(expert: HFExpert | GGUFExpert) -> tuple[Any, Any]:
-    """Load tokenizer and causal LM in float32 for CPU inference, ready for left-padded batches."""
+    """Load tokenizer and causal LM in float32 for CPU inference, ready for left-padded batches.
+
+    A GGUF expert loads from its verified fp32 copy in the weights cache, made on first use.
+    """
     force_offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from services.experts.weights_cache import WeightsCache
+
     location = locate_weights(expert)
-    kwargs: dict[str, Any] = {"local_files_only": True}
-    if location.gguf_file:
-        kwargs["gguf_file"] = location.gguf_file
     logger.info("loading expert %s from %s", expert.name, location.weights_path)
-    tokenizer = AutoTokenizer.from_pretrained(str(location.folder), **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(str(location.folder), dtype=torch.float32, **kwargs)
+    if location.gguf_file:
+        model, tokenizer = WeightsCache().load(location.weights_path)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(location.folder), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(location.folder), dtype=torch.float32, local_files_only=True)
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
@@ -133,6 +138,22 @@ def load_model(expert: HFExpert | GGUFExpert) -> tuple[Any, Any]:
     if getattr(tokenizer, "chat_template", None) is None:
         raise ModelFilesMissingError(f"expert '{expert.name}': the tokenizer has no chat template")
     return model, tokenizer
+
+
+def load_tokenizer(expert: HFExpert | GGUFExpert) -> Any:
+    """The expert's tokenizer alone: from the weights cache when it holds a verified copy."""
+    force_offline()
+    from transformers import AutoTokenizer
+
+    from services.experts.weights_cache import WeightsCache
+
+    location = locate_weights(expert)
+    if location.gguf_file:
+        found = WeightsCache().lookup(location.weights_path)
+        if found.usable:
+            return AutoTokenizer.from_pretrained(str(found.folder), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(location.folder), gguf_file=location.gguf_file, local_files_only=True)
+    return AutoTokenizer.from_pretrained(str(location.folder), local_files_only=True)
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -30,7 +30,7 @@ from services.learner.events import EVENT_FIELD, FeedbackEvent, ShadowRequest
 from services.learner.features import FeatureSpace, RoutingFeatures, feature_space
 from services.learner.online import RoutingLearner
 from services.learner.policy_store import PolicyStore
-from services.learner.shadow import ShadowEvaluator
+from services.learner.shadow import RewardModelWatcher, ShadowEvaluator, ShadowUnavailable
 from services.router.store import RouterStore
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ def entry_order(entry_id: str | bytes) -> tuple[int, int]:
 class LearnerService:
     """One learner: its model, its stream positions, and the policy it publishes."""
 
-    def __init__(self, config: AppConfig, *, evaluator: ShadowEvaluator | None = None, redis: Any = None) -> None:
+    def __init__(
+        self, config: AppConfig, *, evaluator: ShadowEvaluator | RewardModelWatcher | None = None, redis: Any = None
+    ) -> None:
         if config.router is None:
             raise ValueError("the learner adapts a router, and the config has no `router` section")
         self.config = config
@@ -198,6 +200,8 @@ class LearnerService:
         if time.monotonic() - self._last_space_check >= self.config.router.watch_interval_s:  # type: ignore[union-attr]
             self._last_space_check = time.monotonic()
             self.check_router()
+        if isinstance(self.evaluator, RewardModelWatcher):
+            self.evaluator.poll()  # so the status says when a reward model appeared, shadow traffic or not
         applied = 0
         for stream, entry_id, fields in self._read(block_ms):
             if entry_order(entry_id) <= entry_order(self.positions[stream]):
@@ -243,6 +247,8 @@ class LearnerService:
             return self.learner._count("shadow_without_evaluator")
         try:
             outcome = self.evaluator.evaluate(request, self.learner)
+        except ShadowUnavailable:
+            return self.learner._count("shadow_without_reward_model")
         except Exception as exc:  # the service or an expert is away: this sample is lost, the learner is not
             logger.warning("learner: shadow evaluation of %s failed: %s", request.completion_id, exc)
             return self.learner._count("shadow_failed")
@@ -373,7 +379,15 @@ class LearnerService:
             "last_checkpoint_at": self.last_checkpoint_at,
             "feature_space": learner.space.describe(),
             "resets": list(self.resets),
+            "shadow_evaluation": self._shadow_status(),
         }
+
+    def _shadow_status(self) -> dict[str, Any]:
+        if isinstance(self.evaluator, RewardModelWatcher):
+            return self.evaluator.status()
+        if self.evaluator is None:
+            return {"state": "off", "reward_model": None, "reason": "the learner was started without a shadow evaluator"}
+        return {"state": "ready", "reward_model": None, "reason": None}
 
 
 def _flatten(response: Iterable[Any] | None) -> Iterable[tuple[str, str, dict[bytes, bytes] | None]]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from pathlib import Path
 from typing import Any
 
-from services.artifacts import ArtifactError
+from services.artifacts import MANIFEST_NAME, ArtifactError
 from services.config import AppConfig
 
 from services.learner.events import ShadowRequest
@@ -67,15 +68,90 @@ class ShadowEvaluator:
         return completion.choices[0].message.content or ""
 
 
-def build_evaluator(config: AppConfig) -> ShadowEvaluator | None:
-    """The evaluator the config asks for, or None (and why, in the log) when shadow evaluation is off."""
-    shadow = config.learner.shadow
-    if shadow.sample_rate == 0 or len(config.experts) < 2:
+class ShadowUnavailable(RuntimeError):
+    """Shadow evaluation cannot run now (no reward model yet); the message says why."""
+
+
+class RewardModelWatcher:
+    """The learner's shadow evaluator, following the reward model's folder as it comes and goes.
+
+    Only shadow evaluation needs the reward model, so the service may start before it exists
+    (``make run`` trains it in the background). The folder is checked every ``check_interval_s``:
+    a model that appears, or is replaced by a retrained one, is loaded and verified then; a
+    broken one is refused and the last good one keeps scoring, as router versions are followed.
+    """
+
+    def __init__(self, config: AppConfig, check_interval_s: float | None = None) -> None:
+        self._config = config
+        self._folder = Path(config.training.reward_model)
+        interval = config.router.watch_interval_s if config.router is not None else 2.0
+        self._check_interval_s = interval if check_interval_s is None else check_interval_s
+        self._evaluator: ShadowEvaluator | None = None
+        self._loaded_manifest: bytes | None = None
+        self._last_check: float | None = None
+        self._off_reason = self._why_off(config)
+        self.reason = self._off_reason or "not checked yet"
+
+    @staticmethod
+    def _why_off(config: AppConfig) -> str | None:
+        if config.learner.shadow.sample_rate == 0:
+            return "learner.shadow.sample_rate is 0"
+        if len(config.experts) < 2:
+            return "only one expert is configured: there is nothing to compare"
         return None
-    folder = Path(config.training.reward_model)
-    try:
-        reward_model = RewardModel.load(folder)
-    except (ArtifactError, OSError) as exc:
-        logger.warning("shadow evaluation is off: no usable reward model at %s (%s); train one with `coe train reward`", folder, exc)
-        return None
-    return ShadowEvaluator(reward_model, shadow.service_url, shadow.max_tokens, seed=shadow.seed)
+
+    def poll(self, force: bool = False) -> None:
+        """Load the reward model if it appeared or changed since the last look (at most every interval)."""
+        if self._off_reason is not None:
+            return
+        now = time.monotonic()
+        if not force and self._last_check is not None and now - self._last_check < self._check_interval_s:
+            return
+        self._last_check = now
+        try:
+            manifest = (self._folder / MANIFEST_NAME).read_bytes()
+        except OSError:
+            if self._evaluator is None:
+                self.reason = (
+                    f"waiting for a reward model at {self._folder}: none there yet (`make run` trains one in the "
+                    "background; or run `coe train reward`)"
+                )
+            return
+        if manifest == self._loaded_manifest:
+            return
+        try:
+            reward_model = RewardModel.load(self._folder)
+        except (ArtifactError, OSError, ValueError) as exc:
+            self._loaded_manifest = None
+            self.reason = f"the reward model at {self._folder} does not load ({exc})" + (
+                "; the previous one keeps scoring" if self._evaluator is not None else ""
+            )
+            logger.warning("shadow evaluation: %s", self.reason)
+            return
+        shadow = self._config.learner.shadow
+        self._evaluator = ShadowEvaluator(reward_model, shadow.service_url, shadow.max_tokens, seed=shadow.seed)
+        self._loaded_manifest = manifest
+        self.reason = ""
+        logger.info("shadow evaluation: scoring with the reward model at %s", self._folder)
+
+    def evaluate(self, request: ShadowRequest, learner: RoutingLearner) -> ShadowOutcome | None:
+        self.poll()
+        if self._evaluator is None:
+            raise ShadowUnavailable(self.reason)
+        return self._evaluator.evaluate(request, learner)
+
+    def status(self) -> dict[str, Any]:
+        if self._off_reason is not None:
+            state = "off"
+        else:
+            state = "ready" if self._evaluator is not None else "waiting"
+        return {"state": state, "reward_model": str(self._folder), "reason": self.reason or None}
+
+
+def build_evaluator(config: AppConfig) -> RewardModelWatcher:
+    """The shadow evaluator of the learner: it follows ``training.reward_model`` (see the watcher)."""
+    watcher = RewardModelWatcher(config)
+    watcher.poll(force=True)
+    if watcher.status()["state"] != "ready":
+        logger.warning("shadow evaluation is not running: %s", watcher.reason)
+    return watcher

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
+import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from deployments.app import build_app, deployment_options, deployment_plan
+from deployments.cli.main import main
 from deployments.serve_config import render_serve_config
 from services.config import load_config
 
@@ -49,9 +48,6 @@ def test_builder_accepts_serve_args() -> None:
     assert type(app).__name__ == "Application"
 
 
-def test_cli_renders_the_same_document() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "deployments.cli.main", "config", "render", "--target", "serve"],
-        capture_output=True, text=True, check=True,
-    )
-    assert yaml.safe_load(result.stdout) == render_serve_config(load_config(), config_arg="configs/default.yaml")
+def test_cli_renders_the_same_document(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "render", "--target", "serve"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == render_serve_config(load_config(), config_arg="configs/default.yaml")

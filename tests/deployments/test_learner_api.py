@@ -61,16 +61,10 @@ def test_decisions_carry_the_policy_revision_that_made_them(http: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def reward_model(tmp_path_factory: pytest.TempPathFactory, app_config: AppConfig) -> Any:
-    """A reward model from a two-step run: enough to score, not to judge well."""
-    from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH
-    from router_training.reward.train import RewardTrainingArgs, train_reward_model
+def reward_model(reward_model_dir: Path) -> Any:
     from services.rewards.model import RewardModel
 
-    out = tmp_path_factory.mktemp("reward") / "quick"
-    assert app_config.router is not None
-    train_reward_model(out, RewardTrainingArgs.quick(), train_path=TRAIN_PATH, eval_path=HELDOUT_PATH, taxonomy=app_config.router.categories)
-    return RewardModel.load(out)
+    return RewardModel.load(reward_model_dir)
 
 
 def test_a_shadow_event_has_three_experts_answer_and_scores_them(

@@ -31,20 +31,23 @@ TEXTS = ["Write a haiku about autumn rain.", "Solve 3x + 7 = 22 for x.", "Fix th
 ENCODE_IN_FRESH_PROCESS = """
 import json, sys
 import numpy as np
-path, variant, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-if variant == "moe":
-    from services.router.moe_embedder import gate_categories, gate_probabilities, load_moe_embedder
-    model = load_moe_embedder(path)
-else:
-    from sentence_transformers import SentenceTransformer
-    model = SentenceTransformer(path, device="cpu")
-embeddings = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-report = {"shape": list(embeddings.shape), "norms": np.linalg.norm(embeddings, axis=1).tolist()}
-if variant == "moe":
-    probabilities = gate_probabilities(model, texts)
-    report.update(gate_shape=list(probabilities.shape), gate_sums=probabilities.sum(axis=1).tolist(),
-                  categories=list(gate_categories(model)))
-print(json.dumps(report))
+folders, texts = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+reports = {}
+for variant, path in folders.items():
+    if variant == "moe":
+        from services.router.moe_embedder import gate_categories, gate_probabilities, load_moe_embedder
+        model = load_moe_embedder(path)
+    else:
+        from sentence_transformers import SentenceTransformer
+        model = SentenceTransformer(path, device="cpu")
+    embeddings = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    report = {"shape": list(embeddings.shape), "norms": np.linalg.norm(embeddings, axis=1).tolist()}
+    if variant == "moe":
+        probabilities = gate_probabilities(model, texts)
+        report.update(gate_shape=list(probabilities.shape), gate_sums=probabilities.sum(axis=1).tolist(),
+                      categories=list(gate_categories(model)))
+    reports[variant] = report
+print(json.dumps(reports))
 """
 
 
@@ -67,9 +70,12 @@ def moe_dir(tmp_path_factory: pytest.TempPathFactory, train_split: list[Example]
     )
 
 
-def encode_in_fresh_process(path: Path, variant: str) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def fresh_process(dense_dir: Path, moe_dir: Path) -> dict[str, Any]:
+    """Both saved models loaded and used in one new process, as serving would load them."""
+    folders = {"dense": str(dense_dir), "moe": str(moe_dir)}
     result = subprocess.run(
-        [sys.executable, "-c", ENCODE_IN_FRESH_PROCESS, str(path), variant, json.dumps(TEXTS)],
+        [sys.executable, "-c", ENCODE_IN_FRESH_PROCESS, json.dumps(folders), json.dumps(TEXTS)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -118,17 +124,17 @@ def test_untrained_moe_embeds_exactly_like_its_base() -> None:
     np.testing.assert_allclose(moe.encode(TEXTS), base.encode(TEXTS), atol=1e-6)
 
 
-def test_dense_run_writes_a_plain_sentence_transformers_model(dense_dir: Path) -> None:
-    report = encode_in_fresh_process(dense_dir, "dense")
+def test_dense_run_writes_a_plain_sentence_transformers_model(dense_dir: Path, fresh_process: dict[str, Any]) -> None:
+    report = fresh_process["dense"]
     assert report["shape"] == [len(TEXTS), 384]
     np.testing.assert_allclose(report["norms"], 1.0, atol=1e-5)
     assert_verified_manifest(dense_dir, "dense")
 
 
-def test_moe_run_writes_a_model_with_a_gate(moe_dir: Path) -> None:
+def test_moe_run_writes_a_model_with_a_gate(moe_dir: Path, fresh_process: dict[str, Any]) -> None:
     modules = json.loads((moe_dir / "modules.json").read_text(encoding="utf-8"))
     assert modules[0]["type"] == "services.router.moe_embedder.MoETransformer"
-    report = encode_in_fresh_process(moe_dir, "moe")
+    report = fresh_process["moe"]
     assert report["shape"] == [len(TEXTS), 384]
     np.testing.assert_allclose(report["norms"], 1.0, atol=1e-5)
     assert report["gate_shape"] == [len(TEXTS), len(DEFAULT_CATEGORIES)]

@@ -6,64 +6,42 @@ really generates), then the published version is loaded the way the serving rout
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from deployments.cli.main import main
-from router_training.pipeline.run import DATA_ROOT
-from services.config import DEFAULT_CONFIG_PATH, load_config, with_absolute_paths
+from services.config import load_config
 from tests.conftest import default_config_dict
+from tests.training_runs import PipelineInputs, write_pipeline_inputs
 
-PER_CATEGORY = {"train": 6, "calibration": 3, "test": 3}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def write_slice(source: Path, target: Path, per_category: int) -> None:
-    """The first ``per_category`` rows of each category, so every category is present."""
-    kept: dict[str, int] = {}
-    lines = []
-    for line in source.read_text(encoding="utf-8").splitlines():
-        category = json.loads(line)["category"]
-        if kept.get(category, 0) < per_category:
-            kept[category] = kept.get(category, 0) + 1
-            lines.append(line)
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+@pytest.fixture(scope="module")
+def pipeline_inputs(tmp_path_factory: pytest.TempPathFactory) -> PipelineInputs:
+    return write_pipeline_inputs(tmp_path_factory.mktemp("pipeline"), default_config_dict())
 
 
 @pytest.fixture(scope="module")
-def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pipeline-data")
-    (root / "router").mkdir()
-    for split, count in PER_CATEGORY.items():
-        write_slice(DATA_ROOT / "router" / f"{split}.jsonl", root / "router" / f"{split}.jsonl", count)
-    shutil.copytree(DATA_ROOT / "reward", root / "reward")
-    return root
+def small_data(pipeline_inputs: PipelineInputs) -> Path:
+    return pipeline_inputs.data
 
 
 @pytest.fixture(scope="module")
-def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("pipeline-config")
-    raw: dict[str, Any] = copy.deepcopy(default_config_dict())
-    raw["router"]["store"] = str(folder / "routers")
-    raw["training"] = {"reward_model": str(folder / "reward"), "mapping": {"prompts_per_category": 1, "max_tokens": 8}}
-    raw["cache"] = {"enabled": False}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(with_absolute_paths(raw, DEFAULT_CONFIG_PATH.parent)), encoding="utf-8")
-    return path
+def config_file(pipeline_inputs: PipelineInputs) -> Path:
+    return pipeline_inputs.config
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(small_data: Path, config_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pipeline-report") / "report"
-    argv = ["train", "all", "--quick", "--ray", "off", "--data", str(small_data), "--out", str(out), "--config", str(config_file)]
+def pipeline_run(pipeline_inputs: PipelineInputs) -> Path:
+    """``coe train all --quick --ray off`` on the slice, as a user runs it."""
+    inputs = pipeline_inputs
+    argv = ["train", "all", "--quick", "--ray", "off", "--data", str(inputs.data), "--out", str(inputs.out), "--config", str(inputs.config)]
     assert main(argv) == 0
-    return out
+    return inputs.out
 
 
 def test_report_has_metrics_and_three_charts(pipeline_run: Path) -> None:

@@ -1,8 +1,9 @@
 """The DMoERM reward model: its data, its seed set, its training job, CLI and runtime scorer.
 
 Everything is real: the MiniLM encoder from its package, PEFT adapters, safetensors files.
-Two trainings run: a two-step smoke run through the ``coe train reward`` CLI (artifact layout,
-metrics, loading, scoring, refusal of corrupt files) and a short run long enough to learn.
+One training runs, through the ``coe train reward`` CLI, just long enough to learn (the session's
+``reward_model_dir``); it is checked for its layout, metrics, learning, scoring and the refusal of
+corrupt files.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def test_seed_data_splits_by_prompt_and_covers_every_capability() -> None:
     assert not held_answers & {pair.rejected for pair in train}, "a held-out answer leaked into training"
 
 
-# --- a smoke run through the CLI -----------------------------------------------------------
+# --- the session's model, trained through the CLI (conftest.reward_model_dir) -----------------
 
 
 def cli(*argv: str) -> argparse.Namespace:
@@ -103,20 +104,12 @@ def cli(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-@pytest.fixture(scope="module")
-def quick_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reward") / "quick"
-    args = cli("train", "reward", "--quick", "--out", str(out))
-    assert args.run(args) == 0
-    return out
-
-
-def test_quick_training_writes_the_artifact_and_exact_metrics(quick_model: Path) -> None:
-    manifest = json.loads((quick_model / "manifest.json").read_text())
+def test_training_writes_the_artifact_and_exact_metrics(reward_model_dir: Path) -> None:
+    manifest = json.loads((reward_model_dir / "manifest.json").read_text())
     assert manifest["kind"] == "reward-model"
     assert {"weights.safetensors", "config.json", "metrics.json", "encoder/config.json"} <= set(manifest["files"])
-    assert not list(quick_model.rglob("*.bin")) and not list(quick_model.rglob("*.pt")), "no pickled weights"
-    metrics = json.loads((quick_model / "metrics.json").read_text())
+    assert not list(reward_model_dir.rglob("*.bin")) and not list(reward_model_dir.rglob("*.pt")), "no pickled weights"
+    metrics = json.loads((reward_model_dir / "metrics.json").read_text())
     assert tuple(sorted(metrics)) == tuple(sorted(METRIC_KEYS))
     assert 0 <= metrics["pairwise_accuracy"] <= 1 and 0 <= metrics["baseline_pairwise_accuracy"] <= 1
     assert metrics["n_eval"] == sum(row["n"] for row in metrics["per_category"].values()) > 0
@@ -125,10 +118,25 @@ def test_quick_training_writes_the_artifact_and_exact_metrics(quick_model: Path)
     assert set(manifest["metrics"]["phase_seconds"]) == {"phase1", "phase2", "phase3", "evaluation"}
 
 
-def test_loaded_model_scores_in_batches(quick_model: Path) -> None:
+def test_training_ranks_heldout_chosen_answers_above_rejected(reward_model_dir: Path) -> None:
     from services.rewards.model import RewardModel
 
-    model = RewardModel.load(quick_model)
+    metrics = json.loads((reward_model_dir / "metrics.json").read_text())
+    assert metrics["pairwise_accuracy"] > 0.6 and metrics["baseline_pairwise_accuracy"] > 0.6, metrics
+
+    # The runtime scorer, fed the held-out overall pairs, ranks them the same way.
+    model = RewardModel.load(reward_model_dir)
+    pairs = [pair for pair in read_pairs(HELDOUT_PATH) if pair.capability is None][:48]
+    prompts = [pair.prompt for pair in pairs] * 2
+    scores = model.score(prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], [p.category for p in pairs] * 2)
+    wins = sum(scores[i].reward > scores[i + len(pairs)].reward for i in range(len(pairs)))
+    assert wins / len(pairs) > 0.6
+
+
+def test_loaded_model_scores_in_batches(reward_model_dir: Path) -> None:
+    from services.rewards.model import RewardModel
+
+    model = RewardModel.load(reward_model_dir)
     scores = model.score(["What is 2 + 2?"] * 3, ["2 + 2 = 4.", "Paris.", "4"], ["math", None, "global"])
     assert [score.category for score in scores] == ["math", "global", "global"]
     assert all(set(score.capabilities) == set(DEFAULT_CAPABILITIES) for score in scores)
@@ -136,23 +144,29 @@ def test_loaded_model_scores_in_batches(quick_model: Path) -> None:
     assert again[0].reward == pytest.approx(scores[1].reward, abs=1e-5), "batching must not change a score"
     with pytest.raises(ValueError, match="not in the reward model's taxonomy"):
         model.score(["x"], ["y"], ["cooking"])
-    routed = RewardModel.load(quick_model, categorize=lambda prompts: ["coding"] * len(prompts))
+    routed = RewardModel.load(reward_model_dir, categorize=lambda prompts: ["coding"] * len(prompts))
     assert routed.score(["Sort a list"], ["sorted(items)"])[0].category == "coding"
 
 
-def test_score_command_prints_the_reward_as_json(quick_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = cli("score", "--prompt", "What is 2 + 2?", "--response", "4", "--model", str(quick_model), "--category", "math")
+def test_score_command_prints_the_reward_as_json(reward_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli("score", "--prompt", "What is 2 + 2?", "--response", "4", "--model", str(reward_model_dir), "--category", "math")
     assert args.run(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["category"] == "math" and set(printed["capabilities"]) == set(DEFAULT_CAPABILITIES)
     assert isinstance(printed["reward"], float)
 
 
-def test_corrupt_or_partial_artifacts_are_refused(quick_model: Path, tmp_path: Path) -> None:
+def test_missing_skips_a_model_that_loads(reward_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli("train", "reward", "--missing", "--out", str(reward_model_dir))
+    assert args.run(args) == 0
+    assert f"reward model present at {reward_model_dir}; nothing to do" in capsys.readouterr().out
+
+
+def test_corrupt_or_partial_artifacts_are_refused(reward_model_dir: Path, tmp_path: Path) -> None:
     from services.rewards.model import RewardModel
 
     corrupt = tmp_path / "corrupt"
-    shutil.copytree(quick_model, corrupt)
+    shutil.copytree(reward_model_dir, corrupt)
     weights = corrupt / "weights.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -171,25 +185,3 @@ def test_bad_training_data_stops_the_job_before_training(tmp_path: Path) -> None
     with pytest.raises(DataError, match=f"{bad}:2: unknown capability"):
         train_reward_model(tmp_path / "out", RewardTrainingArgs.quick(), train_path=bad)
     assert not (tmp_path / "out").exists()
-
-
-# --- a run long enough to learn ------------------------------------------------------------
-
-
-def test_training_ranks_heldout_chosen_answers_above_rejected(tmp_path: Path) -> None:
-    from services.rewards.model import RewardModel
-
-    args = RewardTrainingArgs(
-        max_train_pairs=480, max_eval_pairs=64, evaluate_capabilities=False,
-        phase1={"epochs": 1, "learning_rate": 5e-5}, phase2={"epochs": 1, "learning_rate": 1e-3},
-    )
-    metrics = train_reward_model(tmp_path / "model", args)
-    assert metrics["pairwise_accuracy"] > 0.6 and metrics["baseline_pairwise_accuracy"] > 0.6, metrics
-
-    # The runtime scorer, fed the held-out overall pairs, ranks them the same way.
-    model = RewardModel.load(tmp_path / "model")
-    pairs = [pair for pair in read_pairs(HELDOUT_PATH) if pair.capability is None][:48]
-    prompts = [pair.prompt for pair in pairs] * 2
-    scores = model.score(prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], [p.category for p in pairs] * 2)
-    wins = sum(scores[i].reward > scores[i + len(pairs)].reward for i in range(len(pairs)))
-    assert wins / len(pairs) > 0.6

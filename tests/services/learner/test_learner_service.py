@@ -3,7 +3,9 @@ promotion and rollback, and the router replica's side of the policy it publishes
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +22,7 @@ from services.learner.features import FeatureSpace, feature_space
 from services.learner.online import RoutingLearner, ShadowOutcome, static_choice
 from services.learner.serving import PolicyFollower
 from services.learner.service import LearnerService
+from services.learner.shadow import RewardModelWatcher
 from services.router.decision import RankedExpert, RouteDecision
 
 
@@ -213,3 +216,46 @@ def test_negative_feedback_teaches_only_the_router() -> None:
     assert outcome == "feedback_negative"
     assert (learner.model.tree_instances == instances).all()  # no tree learned
     assert not np.allclose(learner.model.router_weights(np.asarray(features)), weights)  # the router did
+
+
+def test_shadow_evaluation_waits_for_the_reward_model_and_takes_it_up_when_it_appears(
+    learner_config: AppConfig, redis_server: Any, trained_router: Any, reward_model_dir: Path, tmp_path: Path
+) -> None:
+    """The service starts before the reward model exists (``make run`` trains it in the background)."""
+    from services.learner.shadow import build_evaluator
+
+    folder = tmp_path / "reward"
+    config = learner_config.model_copy(update={"training": learner_config.training.model_copy(update={"reward_model": str(folder)})})
+    redis = redis_server.client()
+    service = LearnerService(config, evaluator=build_evaluator(config), redis=redis)
+
+    waiting = service.status()["shadow_evaluation"]
+    assert waiting["state"] == "waiting" and f"waiting for a reward model at {folder}" in waiting["reason"]
+    event_record = record(features_for(space_of(config, trained_router), "math", np.random.default_rng(3)), "smollm2", trained_router.version, "math")
+    append(redis, config.learner.shadow.stream,
+           ShadowRequest(completion_id=event_record.id, messages=({"role": "user", "content": "2+2?"},), record=event_record))
+    service.drain()
+    assert service.learner.counts["shadow_without_reward_model"] == 1  # counted and acknowledged, never a crash
+    assert service.status()["unacknowledged"] == 0
+
+    staging = tmp_path / ".reward.tmp"  # the training job writes elsewhere and renames, as here
+    shutil.copytree(reward_model_dir, staging)
+    os.replace(staging, folder)
+    deadline = time.monotonic() + 30  # the learner looks every router.watch_interval_s
+    while service.status()["shadow_evaluation"]["state"] != "ready":
+        assert time.monotonic() < deadline, service.status()["shadow_evaluation"]
+        service.step(block_ms=100)
+    assert service.status()["shadow_evaluation"] == {"state": "ready", "reward_model": str(folder), "reason": None}
+
+    # A broken replacement is refused; the model already loaded keeps scoring.
+    weights = folder / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    manifest = folder / "manifest.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "\n", encoding="utf-8")  # a new artifact, as far as the watcher can tell
+    assert isinstance(service.evaluator, RewardModelWatcher)
+    service.evaluator.poll(force=True)
+    status = service.status()["shadow_evaluation"]
+    assert status["state"] == "ready" and "does not match its recorded sha256" in status["reason"]
+    assert "the previous one keeps scoring" in status["reason"]

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from deployments.cli.main import main
 from services.errors import InvalidRequestError
 from services.router.decision import RoutingKnobs
-
-COE = str(Path(sys.executable).parent / "coe")
 
 
 def decide(router: Any, text: str | None = None, messages: list[dict[str, str]] | None = None, **knobs: Any):
@@ -82,11 +79,7 @@ def test_cli_routes_a_jsonl_file_in_order_with_fields_passed_through(tmp_path: P
     ]
     source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     out = tmp_path / "out.jsonl"
-    result = subprocess.run(
-        [COE, "route", "--config", str(tmp_config_file(raw)), "--jsonl", str(source), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    assert main(["route", "--config", str(tmp_config_file(raw)), "--jsonl", str(source), "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["id"] for row in rows] == [1, 2, 3, 4]
     assert rows[0]["category"] == "math" and rows[0]["expert"] == "smollm2-math"
@@ -97,7 +90,9 @@ def test_cli_routes_a_jsonl_file_in_order_with_fields_passed_through(tmp_path: P
         assert set(row) >= {"category", "probabilities", "expert", "confidence", "uncertain", "router_version"}
 
 
-def test_calibrate_finds_the_cost_weight_for_a_target_share(tmp_path: Path, tmp_config_file, trained_router: Any) -> None:
+def test_calibrate_finds_the_cost_weight_for_a_target_share(
+    tmp_path: Path, tmp_config_file, trained_router: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With the code adapter made expensive, λ trades it for the base model on coding prompts."""
     import copy
 
@@ -120,12 +115,9 @@ def test_calibrate_finds_the_cost_weight_for_a_target_share(tmp_path: Path, tmp_
     )
 
     def calibrate(share: str) -> str:
-        result = subprocess.run(
-            [COE, "calibrate", "--config", str(tmp_config_file(raw)), "--jsonl", str(prompts), "--expert", "smollm2-code", "--share", share],
-            capture_output=True, text=True, timeout=300,
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        argv = ["calibrate", "--config", str(tmp_config_file(raw)), "--jsonl", str(prompts), "--expert", "smollm2-code", "--share", share]
+        assert main(argv) == 0
+        return capsys.readouterr().out
 
     import re
 

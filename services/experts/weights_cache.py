@@ -1,0 +1,208 @@
+"""A verified fp32 copy of a GGUF expert, so that only the first start pays for de-quantisation.
+
+transformers de-quantises a GGUF file to fp32 every time it loads one: 20–30 s for SmolLM2 on two
+cores, in every process that loads it (the service, each test session, the mapping job). The first
+load therefore also writes what it built as a standard transformers directory (safetensors weights,
+config, tokenizer) in the project's artifact format, whose manifest records the GGUF file's sha256.
+Later loads use that directory only when the source file still has that hash and every cached file
+still has its recorded hash; anything else (a new GGUF, a truncated or edited file) is rebuilt.
+
+Entries are named by the source's content (``<stem>-<sha256[:16]>``), so a process still reading an
+old entry is never disturbed by the build of a new one; older entries of the same file are pruned.
+A file lock makes concurrent first starts (a Serve replica beside a training job) build once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.artifacts import (
+    ArtifactError,
+    ArtifactManifest,
+    artifact_directory,
+    file_sha256,
+    hash_files,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "COE_WEIGHTS_CACHE"
+CACHE_KIND = "converted-weights"
+CONVERTED_DTYPE = "float32"
+
+
+def default_cache_dir() -> Path:
+    """``$COE_WEIGHTS_CACHE``, else ``$XDG_CACHE_HOME/coe-router/weights``, else ``~/.cache/...``.
+
+    A user-level cache outlives checkouts and virtual environments, as the model hub's does.
+    """
+    configured = os.environ.get(CACHE_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "coe-router" / "weights"
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """Where a GGUF file's converted copy lives, and whether it can be used as it is."""
+
+    folder: Path
+    source_sha256: str
+    usable: bool
+    reason: str  # why it cannot be used (empty when usable)
+
+
+class WeightsCache:
+    """Converted copies of GGUF files under one folder."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or default_cache_dir()).resolve()
+
+    def entry(self, gguf_path: Path, source_sha256: str) -> Path:
+        return self.root / f"{gguf_path.stem}-{source_sha256[:16]}"
+
+    def lookup(self, gguf_path: Path) -> CacheLookup:
+        """Check the entry for ``gguf_path`` against the file as it is now; never raises for a bad entry."""
+        source_sha256 = file_sha256(gguf_path)
+        folder = self.entry(gguf_path, source_sha256)
+        if not folder.is_dir():
+            return CacheLookup(folder, source_sha256, False, "not converted yet")
+        try:
+            manifest = read_manifest(folder)
+            if manifest.kind != CACHE_KIND:
+                raise ArtifactError(f"{folder} holds a {manifest.kind!r}, not {CACHE_KIND!r}")
+            recorded = manifest.data.get("source", {}).get("sha256")
+            if recorded != source_sha256:
+                raise ArtifactError(f"{folder} was converted from another file (sha256 {str(recorded)[:16]}…)")
+            verify_files(folder, manifest)
+        except (ArtifactError, OSError) as exc:
+            return CacheLookup(folder, source_sha256, False, str(exc))
+        return CacheLookup(folder, source_sha256, True, "")
+
+    def recorded_parameters(self, gguf_path: Path) -> int | None:
+        """The source's parameter count as recorded at conversion, if this very file was converted.
+
+        Reading it from the GGUF means parsing its whole vocabulary (seconds); every router
+        replica and CLI run needs it for the expert's cost, none needs the weights verified for it.
+        """
+        source_sha256 = file_sha256(gguf_path)
+        try:
+            manifest = read_manifest(self.entry(gguf_path, source_sha256))
+        except (ArtifactError, OSError):
+            return None
+        source = manifest.data.get("source", {})
+        count = source.get("parameters")
+        return count if isinstance(count, int) and source.get("sha256") == source_sha256 else None
+
+    def load(self, gguf_path: Path) -> tuple[Any, Any]:
+        """Model and tokenizer of ``gguf_path``: from the cache when it verifies, else converted now."""
+        from filelock import FileLock
+
+        found = self.lookup(gguf_path)
+        if found.usable:
+            return _load_directory(found.folder)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(found.folder) + ".lock"):
+            again = self.lookup(gguf_path)  # another process may have built it while we waited
+            if again.usable:
+                return _load_directory(again.folder)
+            logger.info("converting %s to fp32 safetensors in %s (%s); later starts load the copy", gguf_path, found.folder, found.reason)
+            model, tokenizer = _load_gguf(gguf_path)
+            self._write(found.folder, gguf_path, found.source_sha256, model, tokenizer)
+        self._prune(gguf_path, keep=found.folder)
+        return model, tokenizer
+
+    def _write(self, folder: Path, gguf_path: Path, source_sha256: str, model: Any, tokenizer: Any) -> None:
+        started = time.monotonic()
+        try:
+            with artifact_directory(folder) as staging:
+                _save_dequantised(model, staging)
+                tokenizer.save_pretrained(staging)
+                names = [path.name for path in staging.iterdir() if path.is_file()]
+                write_manifest(
+                    staging,
+                    ArtifactManifest(
+                        kind=CACHE_KIND,
+                        name=gguf_path.stem,
+                        version=source_sha256[:16],
+                        base=gguf_path.name,
+                        files=hash_files(staging, names),
+                        data={
+                            "source": {
+                                "file": str(gguf_path),
+                                "sha256": source_sha256,
+                                "bytes": gguf_path.stat().st_size,
+                                "parameters": gguf_parameter_count(gguf_path),
+                            }
+                        },
+                        training={"dtype": CONVERTED_DTYPE},
+                    ),
+                )
+        except OSError as exc:  # a read-only or full disk costs the next start time, not this one its model
+            logger.warning("could not cache the converted weights in %s: %s", folder, exc)
+            return
+        logger.info("cached the converted weights in %s (%.1f s)", folder, time.monotonic() - started)
+
+    def _prune(self, gguf_path: Path, keep: Path) -> None:
+        """Entries converted from earlier versions of the same file name are of no further use."""
+        for stale in self.root.glob(f"{gguf_path.stem}-*"):
+            if stale.is_dir() and stale != keep:
+                shutil.rmtree(stale, ignore_errors=True)
+                Path(str(stale) + ".lock").unlink(missing_ok=True)
+
+
+def gguf_parameter_count(gguf_path: Path) -> int:
+    """Elements of every tensor in the file, from its header (no tensor data is read)."""
+    import gguf
+
+    return sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(gguf_path).tensors)
+
+
+def _save_dequantised(model: Any, folder: Path) -> None:
+    """Write the in-memory fp32 model as a plain transformers directory.
+
+    ``save_pretrained`` refuses a model loaded from GGUF (it still counts as quantised), though its
+    tensors are plain fp32 by now: save the config without the GGUF marks, and the tensors with
+    safetensors, which stores tied weights (embedding and LM head) once.
+    """
+    import copy
+
+    from safetensors.torch import save_model
+
+    config = copy.deepcopy(model.config)
+    for attribute in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(config, attribute):
+            delattr(config, attribute)
+    config.dtype = CONVERTED_DTYPE
+    config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"local_files_only": True, "gguf_file": gguf_path.name}
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
+    return model, tokenizer
+
+
+def _load_directory(folder: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
+    return model, tokenizer
