@@ -31,9 +31,10 @@ class Point:
 def sweep(router: StaticRouter, result: MappingResult, costs: dict[str, float], lambdas: list[float], taus: list[float]) -> list[Point]:
     points = []
     settings = [(weight, None) for weight in lambdas] + [(0.0, tau) for tau in taus]
+    embedded = router.embed([router.prepare(example.messages) for example in result.examples])
     for weight, tau in settings:
         knobs = RoutingKnobs(cost_weight=weight, confidence_threshold=tau)
-        decisions = router.decide([router.prepare(example.messages, knobs) for example in result.examples])
+        decisions = router.decide_embedded([router.prepare(example.messages, knobs) for example in result.examples], embedded)
         rewards = [result.rewards[decision.expert][index] for index, decision in enumerate(decisions)]
         points.append(
             Point(

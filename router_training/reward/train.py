@@ -108,7 +108,7 @@ class RewardTrainingArgs(BaseModel):
     @classmethod
     def quick(cls) -> "RewardTrainingArgs":
         """A smoke-test run: a small sample and a couple of steps per phase (seconds, not minutes)."""
-        return cls(max_steps=2, max_train_pairs=96, max_eval_pairs=32, min_category_pairs=4)
+        return cls(max_steps=2, max_train_pairs=96, max_eval_pairs=16, min_category_pairs=4)
 
     @classmethod
     def budget(cls) -> "RewardTrainingArgs":

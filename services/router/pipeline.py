@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+import numpy as np
+
 from services.router.artifact import RouterArtifact
 from services.router.config import RouterConfig
 from services.router.decision import RouteDecision, RoutingKnobs
@@ -17,6 +19,12 @@ from services.learner.features import RoutingFeatures
 from services.router.embedder import Embedder
 from services.router.routing_input import routing_text
 from services.router.stages import CategoryClassifier, ExpertTable, entropy
+
+
+@dataclass(frozen=True)
+class EmbeddedTexts:
+    embeddings: np.ndarray  # (batch, dimension)
+    too_long: list[bool]  # beyond the embedder's window, so cut
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,18 @@ class StaticRouter:
         return (round(cost_weight, 9), round(tau, 9), self._settings_fingerprint)
 
     def decide(self, queries: list[PreparedQuery]) -> list[RouteDecision]:
+        return self.decide_embedded(queries, self.embed(queries))
+
+    def embed(self, queries: list[PreparedQuery]) -> EmbeddedTexts:
+        """The one expensive step, apart: knobs do not change it, so a sweep over them embeds once."""
         texts = [query.text for query in queries]
-        too_long = self._embedder.too_long(texts)
-        embeddings = self._embedder.encode(texts)  # (batch, dimension)
+        return EmbeddedTexts(self._embedder.encode(texts), self._embedder.too_long(texts))
+
+    def decide_embedded(self, queries: list[PreparedQuery], embedded: EmbeddedTexts) -> list[RouteDecision]:
+        """Decisions for ``queries`` whose routing texts ``embed`` has already encoded, in order."""
+        if len(embedded.too_long) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(embedded.too_long)} embedded texts")
+        embeddings, too_long = embedded.embeddings, embedded.too_long
         probabilities = self._classifier.probabilities(embeddings)  # (batch, categories)
         learner_inputs = self.features.vectors(embeddings, probabilities) if self.features is not None else None
         entropies = entropy(probabilities)

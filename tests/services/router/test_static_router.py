@@ -152,3 +152,15 @@ def test_a_version_can_bundle_its_own_embedder(tmp_path: Path, app_config: Any, 
     weights.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="corrupt: embedder/model.safetensors"):
         load_router_artifact(bundled.folder)
+
+
+def test_decisions_from_one_embedding_pass_match_deciding_afresh(static_router: Any) -> None:
+    """A sweep over the knobs (the training report's) embeds once and decides per setting."""
+    messages = [[{"role": "user", "content": text}] for text in (
+        "Solve the equation 3x + 7 = 25 and show the steps.", "Write a haiku about the sea.", "Hmm.")]
+    embedded = static_router.embed([static_router.prepare(m) for m in messages])
+    for knobs in (RoutingKnobs(), RoutingKnobs(cost_weight=5.0), RoutingKnobs(confidence_threshold=0.99)):
+        queries = [static_router.prepare(m, knobs) for m in messages]
+        assert static_router.decide_embedded(queries, embedded) == static_router.decide(queries)
+    with pytest.raises(ValueError, match="3 embedded texts"):
+        static_router.decide_embedded(queries[:2], embedded)
