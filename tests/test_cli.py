@@ -101,6 +101,7 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert started.startswith("[reward model] started in the background (pid "), started
         trainer_pid = int(started.split("(pid ")[1].split(",")[0])
         os.kill(trainer_pid, 0)  # alive
+        assert os.getpriority(os.PRIO_PROCESS, trainer_pid) > 15, "below Ray's workers (nice 15), so requests come first"
         shadow = httpx.get(f"http://127.0.0.1:{port}/admin/learner/status", timeout=30).json()["shadow_evaluation"]
         assert shadow["state"] == "waiting" and f"waiting for a reward model at {reward_folder}" in shadow["reason"]
     finally:

@@ -201,6 +201,7 @@ def train_reward_model(
 
     # Phase 1: encoder + value head, no adapters; also the baseline.
     t0 = time.perf_counter()
+    logger.info("phase 1: %s and value head on %d overall pairs", "encoder" if args.train_backbone else "frozen encoder", len(overall_fit))
     base_params = [p for name, p in network.encoder.named_parameters() if "lora_" not in name and ".embeddings." not in name]
     for param in network.parameters():
         param.requires_grad_(False)
@@ -240,12 +241,14 @@ def train_reward_model(
 
     # Phase 3: aggregators on precomputed capability states, adapters frozen.
     t0 = time.perf_counter()
+    logger.info("phase 3: capability states of %d overall pairs, then the aggregators", len(overall_fit) + len(overall_cal))
     fit_states = _states(network, tokenizer, overall_fit, args.inference_batch_size)
     cal_states = _states(network, tokenizer, overall_cal, args.inference_batch_size)
     phase3 = _fit_aggregators(network, fit_states, fit_categories, cal_states, cal_categories, args, rng)
     times["phase3"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    logger.info("evaluation on %d held-out pairs", len(eval_overall))
     eval_states = _states(network, tokenizer, eval_overall, args.inference_batch_size)
     eval_groups = [spec.group_of(category) for category in eval_categories]
     with torch.no_grad():

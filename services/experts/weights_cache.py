@@ -111,14 +111,22 @@ class WeightsCache:
         found = self.lookup(gguf_path)
         if found.usable:
             return _load_directory(found.folder)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(found.folder) + ".lock"):
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(found.folder) + ".lock")
+            lock.acquire()
+        except OSError as exc:  # a read-only cache (an image's, say) costs time, never the model
+            logger.warning("weights cache %s is not writable (%s); converting %s without caching it", self.root, exc, gguf_path)
+            return _load_gguf(gguf_path)
+        try:
             again = self.lookup(gguf_path)  # another process may have built it while we waited
             if again.usable:
                 return _load_directory(again.folder)
             logger.info("converting %s to fp32 safetensors in %s (%s); later starts load the copy", gguf_path, found.folder, found.reason)
             model, tokenizer = _load_gguf(gguf_path)
             self._write(found.folder, gguf_path, found.source_sha256, model, tokenizer)
+        finally:
+            lock.release()
         self._prune(gguf_path, keep=found.folder)
         return model, tokenizer
 
