@@ -17,9 +17,10 @@ run: install adapters router
 test: install
 	$(BIN)/python -m pytest --durations=15
 
-# The inner loop: unit and component tests, without a Ray cluster or the served app.
+# The inner loop: unit and component tests, without a Ray cluster, the served app or the
+# minute-long training runs (the reward model, `coe train all`).
 test-fast: install
-	$(BIN)/python -m pytest -m "not serve" --durations=15
+	$(BIN)/python -m pytest -m "not serve and not training" --durations=15
 
 install: $(STAMP)
 

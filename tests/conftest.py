@@ -28,13 +28,18 @@ TEST_RETRY_AFTER_S = 2
 
 
 SERVED_APP_FIXTURES = frozenset({"base_url", "ray_cluster"})
+LONG_TRAINING_FIXTURES = frozenset({"reward_model_dir", "pipeline_run"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need a Ray cluster or the served app are marked ``serve`` (``make test-fast`` leaves them out)."""
+    """Marks what ``make test-fast`` leaves out: ``serve`` (a Ray cluster or the served app) and
+    ``training`` (a training run of a minute or more)."""
     for item in items:
-        if SERVED_APP_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if SERVED_APP_FIXTURES & fixtures:
             item.add_marker(pytest.mark.serve)
+        if LONG_TRAINING_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.training)
 
 
 def free_port() -> int:
@@ -195,8 +200,7 @@ def ray_cluster(http_port: int, weights_cache: Any) -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     yield
-    serve.shutdown()
-    ray.shutdown()
+    ray.shutdown()  # ends Serve with the cluster; a graceful Serve shutdown would only add seconds here
 
 
 @pytest.fixture(scope="session")
