@@ -13,13 +13,14 @@ import yaml
 
 from services.config import DEFAULT_CONFIG_PATH, with_absolute_paths
 
-# Just long enough for the reward model to learn (held-out pairwise accuracy above 0.6 for both
-# DMoERM and its single-head baseline): about a minute on two cores.
+# Just long enough for the reward model to learn: half a minute on two cores. Measured with seeds
+# 0, 1 and 2, held-out pairwise accuracy was 0.75-0.80 for DMoERM and 0.67-0.81 for its
+# single-head baseline (the test asks for more than 0.6 from both).
 REWARD_TEST_HPARAMS: dict[str, Any] = {
-    "max_train_pairs": 400,
+    "max_train_pairs": 160,
     "max_eval_pairs": 64,
     "evaluate_capabilities": False,
-    "phase1": {"epochs": 1, "learning_rate": 5e-5},
+    "phase1": {"epochs": 1, "learning_rate": 2e-4},
     "phase2": {"epochs": 1, "learning_rate": 1e-3},
 }
 
