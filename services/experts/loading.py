@@ -149,10 +149,7 @@ def load_tokenizer(expert: HFExpert | GGUFExpert) -> Any:
 
     location = locate_weights(expert)
     if location.gguf_file:
-        found = WeightsCache().lookup(location.weights_path)
-        if found.usable:
-            return AutoTokenizer.from_pretrained(str(found.folder), local_files_only=True)
-        return AutoTokenizer.from_pretrained(str(location.folder), gguf_file=location.gguf_file, local_files_only=True)
+        return WeightsCache().tokenizer(location.weights_path)
     return AutoTokenizer.from_pretrained(str(location.folder), local_files_only=True)
 
 

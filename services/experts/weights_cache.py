@@ -104,6 +104,15 @@ class WeightsCache:
         count = source.get("parameters")
         return count if isinstance(count, int) and source.get("sha256") == source_sha256 else None
 
+    def tokenizer(self, gguf_path: Path) -> Any:
+        """The tokenizer alone: from the verified copy if there is one, else built from the GGUF file."""
+        from transformers import AutoTokenizer
+
+        found = self.lookup(gguf_path)
+        if found.usable:
+            return AutoTokenizer.from_pretrained(str(found.folder), local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True)
+
     def load(self, gguf_path: Path) -> tuple[Any, Any]:
         """Model and tokenizer of ``gguf_path``: from the cache when it verifies, else converted now."""
         from filelock import FileLock

@@ -87,7 +87,7 @@ class RewardModelWatcher:
         interval = config.router.watch_interval_s if config.router is not None else 2.0
         self._check_interval_s = interval if check_interval_s is None else check_interval_s
         self._evaluator: ShadowEvaluator | None = None
-        self._loaded_manifest: bytes | None = None
+        self._examined_manifest: bytes | None = None
         self._last_check: float | None = None
         self._off_reason = self._why_off(config)
         self.reason = self._off_reason or "not checked yet"
@@ -117,12 +117,12 @@ class RewardModelWatcher:
                     "background; or run `coe train reward`)"
                 )
             return
-        if manifest == self._loaded_manifest:
-            return
+        if manifest == self._examined_manifest:
+            return  # loaded already, or refused already: look again when it changes
+        self._examined_manifest = manifest
         try:
             reward_model = RewardModel.load(self._folder)
         except (ArtifactError, OSError, ValueError) as exc:
-            self._loaded_manifest = None
             self.reason = f"the reward model at {self._folder} does not load ({exc})" + (
                 "; the previous one keeps scoring" if self._evaluator is not None else ""
             )
@@ -130,7 +130,6 @@ class RewardModelWatcher:
             return
         shadow = self._config.learner.shadow
         self._evaluator = ShadowEvaluator(reward_model, shadow.service_url, shadow.max_tokens, seed=shadow.seed)
-        self._loaded_manifest = manifest
         self.reason = ""
         logger.info("shadow evaluation: scoring with the reward model at %s", self._folder)
 
