@@ -10,14 +10,13 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from services.artifacts import MANIFEST_NAME, file_sha256
 from services.experts.config import GGUFExpert
-from services.experts.loading import load_model, locate_weights
+from services.experts.loading import locate_weights
 from services.experts.weights_cache import CACHE_KIND, WeightsCache
 from tests.conftest import BROKEN_ENTRY_MARKER, config_from, default_config_dict
 
@@ -30,20 +29,20 @@ def gguf_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def cached_model(gguf_path: Path) -> Any:
-    """The default expert as every process loads it (converting once, if this is the first start)."""
-    base = config_from(default_config_dict()).expert("smollm2")
-    assert isinstance(base, GGUFExpert)
-    model, _ = load_model(base)
-    return model
+def converted(gguf_path: Path) -> Path:
+    """The session's entry for the default expert, converted by whoever loaded the model first
+    (the served app's replica, in a full run), or here when nothing has yet."""
+    cache = WeightsCache()
+    if not cache.lookup(gguf_path).usable:
+        cache.load(gguf_path)
+    return cache.lookup(gguf_path).folder
 
 
-def test_the_cache_records_the_source_hash_and_holds_its_dequantised_weights(gguf_path: Path, cached_model: Any) -> None:
+def test_the_cache_records_the_source_hash_and_holds_its_dequantised_weights(gguf_path: Path, converted: Path) -> None:
     import gguf
+    from safetensors import safe_open
 
-    found = WeightsCache().lookup(gguf_path)
-    assert found.usable, found.reason
-    manifest = json.loads((found.folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = json.loads((converted / MANIFEST_NAME).read_text(encoding="utf-8"))
     assert manifest["kind"] == CACHE_KIND
     assert manifest["data"]["source"]["sha256"] == file_sha256(gguf_path)
     assert "model.safetensors" in manifest["files"] and "tokenizer.json" in manifest["files"]
@@ -51,8 +50,13 @@ def test_the_cache_records_the_source_hash_and_holds_its_dequantised_weights(ggu
     # The token embedding straight from the GGUF file, de-quantised by the gguf library itself.
     reader = gguf.GGUFReader(gguf_path)
     [tensor] = [t for t in reader.tensors if t.name == "token_embd.weight"]
-    expected = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(cached_model.get_input_embeddings().weight.shape)
-    np.testing.assert_array_equal(cached_model.get_input_embeddings().weight.detach().numpy(), expected.astype(np.float32))
+    with safe_open(str(converted / "model.safetensors"), framework="np") as weights:
+        # SmolLM2 ties its embedding to the LM head; the shared tensor is stored once, under either name.
+        [name] = [key for key in weights.keys() if key in ("model.embed_tokens.weight", "lm_head.weight")]
+        cached = weights.get_tensor(name)
+    expected = gguf.quants.dequantize(tensor.data, tensor.tensor_type).reshape(cached.shape)
+    assert cached.dtype == np.float32
+    np.testing.assert_array_equal(cached, expected.astype(np.float32))
 
 
 def copy_of_cache(gguf_path: Path, tmp_path: Path, changed: str) -> tuple[WeightsCache, Path]:
@@ -64,14 +68,14 @@ def copy_of_cache(gguf_path: Path, tmp_path: Path, changed: str) -> tuple[Weight
     return cache, entry
 
 
-def test_a_broken_entry_found_at_start_was_converted_again(gguf_path: Path, cached_model: Any, weights_cache: WeightsCache) -> None:
+def test_a_broken_entry_found_at_start_was_converted_again(gguf_path: Path, converted: Path, weights_cache: WeightsCache) -> None:
     """The session's cache began with a broken entry (conftest.weights_cache); the first load replaced it."""
     found = weights_cache.lookup(gguf_path)
     assert found.usable, found.reason
     assert not (found.folder / BROKEN_ENTRY_MARKER).exists()
 
 
-def test_a_changed_cached_file_is_not_used(gguf_path: Path, cached_model: Any, tmp_path: Path) -> None:
+def test_a_changed_cached_file_is_not_used(gguf_path: Path, converted: Path, tmp_path: Path) -> None:
     cache, entry = copy_of_cache(gguf_path, tmp_path, changed="model.safetensors")
     assert cache.lookup(gguf_path).usable
     with (entry / "model.safetensors").open("r+b") as weights:
@@ -83,7 +87,7 @@ def test_a_changed_cached_file_is_not_used(gguf_path: Path, cached_model: Any, t
     assert not found.usable and "model.safetensors does not match its recorded sha256" in found.reason
 
 
-def test_a_copy_made_from_another_gguf_is_not_used(gguf_path: Path, cached_model: Any, tmp_path: Path) -> None:
+def test_a_copy_made_from_another_gguf_is_not_used(gguf_path: Path, converted: Path, tmp_path: Path) -> None:
     cache, entry = copy_of_cache(gguf_path, tmp_path, changed=MANIFEST_NAME)
     manifest = json.loads((entry / MANIFEST_NAME).read_text(encoding="utf-8"))
     manifest["data"]["source"]["sha256"] = "0" * 64
