@@ -8,12 +8,13 @@ Serve and Ray down cleanly.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployments.background_job import BackgroundJob
+from deployments.background_job import BackgroundJob, ServiceLoad
 
 if TYPE_CHECKING:
     from services.config import AppConfig
@@ -72,7 +73,7 @@ def reward_training(config: AppConfig, config_arg: str | None) -> BackgroundJob 
     argv = [sys.executable, "-m", "deployments.cli.main", "train", "reward", "--missing", "--budget", "--threads", "1"]
     if config_arg:
         argv += ["--config", config_arg]
-    job = BackgroundJob("reward model", argv)
+    job = BackgroundJob("reward model", argv, yield_to=ServiceLoad(os.getpid()))  # Ray's replicas are our descendants
     print(
         f"No reward model at {folder}: training one in the background. Routing and chat work now; the "
         "learner's shadow evaluation starts when the model is written (GET /admin/learner/status).",
