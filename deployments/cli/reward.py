@@ -151,6 +151,11 @@ def run_train(args: argparse.Namespace) -> int:
     )
     for category, row in metrics["per_category"].items():
         print(f"  {category:<12} {row['pairwise_accuracy']:.1%}  (n={row['n']})")
+    checked = metrics.get("verifiable_heldout")
+    if checked:
+        print(f"right over wrong answers to held-out verifiable tasks: {checked['pairwise_accuracy']:.1%} (n={checked['n']})")
+        for category, row in checked["per_category"].items():
+            print(f"  {category:<12} {row['pairwise_accuracy']:.1%}  (n={row['n']})")
     return 0
 
 

@@ -26,12 +26,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     router.add_argument("--report-dir", type=Path, default=Path("benchmarks/results"), help="Where the confusion matrix PNG goes.")
     router.set_defaults(run=run_router)
 
-    mapping = jobs.add_parser("mapping", help="Score every expert per category with the reward model; publish the table.")
+    mapping = jobs.add_parser("mapping", help="Score every expert per category (checks where they exist, else the reward model); publish the table.")
     mapping.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
     mapping.add_argument("--data-dir", type=Path, help="Folder with calibration.jsonl (default: the seed splits).")
     mapping.add_argument("--reward-model", type=Path, help="Reward model directory (default: training.reward_model).")
     mapping.add_argument("--ray", choices=["auto", "on", "off"], default="auto", help="Generate on Ray actors (auto: if a cluster is reachable).")
     mapping.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
+    mapping.add_argument("--force-activate", action="store_true", help="Make it current even if it routes the held-out verifiable prompts worse than the current router.")
     mapping.set_defaults(run=run_mapping)
 
     embedder = jobs.add_parser("embedder", help="Fine-tune the router embedder contrastively (dense and/or MoE) and print the ablation.")
@@ -51,6 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--reward-out", type=Path, help="Where the reward model goes (default: the config's training.reward_model).")
     pipeline.add_argument("--ray", choices=["auto", "on", "off"], default="auto", help="Generate the mapping answers on Ray actors (auto: if a cluster is reachable).")
     pipeline.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
+    pipeline.add_argument("--force-activate", action="store_true", help="Make it current even if it routes the held-out verifiable prompts worse than the current router.")
     pipeline.add_argument("--quick", action="store_true", help="Smoke test: a few optimiser steps per model (minutes less, much worse models).")
     pipeline.set_defaults(run=run_all)
 
@@ -125,11 +127,10 @@ def run_mapping(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     reward_model = RewardModel.load(args.reward_model or Path(config.training.reward_model))
     result = map_experts(
-        config, reward_model, data_dir=args.data_dir or DATA_DIR, use_ray=use_ray(args.ray), activate=not args.no_activate
+        config, reward_model, data_dir=args.data_dir or DATA_DIR, use_ray=use_ray(args.ray), activate=not args.no_activate,
+        force_activate=args.force_activate,
     )
     print(format_table(result, config.general_expert))
-    assert result.artifact is not None
-    print(f"router {result.artifact.version} written" + ("" if args.no_activate else " and made current"))
     return 0
 
 
@@ -187,9 +188,10 @@ def run_all(args: argparse.Namespace) -> int:
         reward=RewardTrainingArgs.quick() if args.quick else RewardTrainingArgs.budget(),
         use_ray=use_ray(args.ray),
         activate=not args.no_activate,
+        force_activate=args.force_activate,
     )
     result = train_all(config, pipeline)
-    print(f"router {result.artifact.version} written" + ("" if args.no_activate else " and made current"))
+    print(f"router {result.artifact.version}: {result.metrics['activation']['why']}")
     print(f"report: {result.report_dir}")
     print("stage seconds: " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in result.seconds.items()))
     return 0

@@ -1,4 +1,4 @@
-"""The pipeline's report directory: metrics JSON and the three charts."""
+"""The pipeline's report directory: metrics JSON and the four charts."""
 
 from __future__ import annotations
 
@@ -38,6 +38,39 @@ def plot_reward_accuracy(metrics: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def plot_mapping_evidence(evidence: dict[str, Any], assignment: dict[str, str], path: Path) -> None:
+    """Each expert's score per category with its 95% interval; the assigned expert's bar is outlined."""
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    categories = list(evidence)
+    experts = sorted({expert for item in evidence.values() for expert in item.score})
+    width = 0.8 / max(1, len(experts))
+    figure, axis = plt.subplots(figsize=(11, 4.5))
+    positions = np.arange(len(categories))
+    handles = []
+    for offset, expert in enumerate(experts):
+        means = [evidence[category].score[expert].mean for category in categories]
+        lows = [means[i] - evidence[category].score[expert].low for i, category in enumerate(categories)]
+        highs = [evidence[category].score[expert].high - means[i] for i, category in enumerate(categories)]
+        bars = axis.bar(positions + offset * width, means, width, yerr=[lows, highs], capsize=3)
+        handles.append(Patch(facecolor=bars.patches[0].get_facecolor(), label=expert))  # the legend shows no outline
+        for bar, category in zip(bars, categories):
+            if assignment.get(category) == expert:
+                bar.set_edgecolor("black")
+                bar.set_linewidth(2)
+    axis.set_xticks(positions + width * (len(experts) - 1) / 2)
+    axis.set_xticklabels([f"{category}\n({evidence[category].source})" for category in categories])
+    axis.set_ylim(0, 1.05)
+    axis.set_ylabel("mean quality, 95% bootstrap interval")
+    axis.set_title("Expert scores per category (outlined: assigned); 'check' = share passing, 'reward' = preference over the general expert")
+    axis.legend(handles=handles, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
 def plot_quality_cost(points: list[Point], budgets: list[Point], references: list[Point], path: Path) -> None:
     """Three views of the trade-off: λ (cost per request), the deployment budget, and τ (fallback)."""
     plt = _pyplot()
@@ -51,20 +84,20 @@ def plot_quality_cost(points: list[Point], budgets: list[Point], references: lis
         marker = "*" if point.label == "oracle" else "s"
         left.scatter([point.cost], [point.quality], marker=marker, s=80, label=point.label)
     left.set_xlabel("average cost of the chosen expert per request")
-    left.set_ylabel("mean reward of the routed answers")
+    left.set_ylabel("mean quality of the routed answers")
     left.set_title("Quality against cost as λ is swept")
     left.legend(fontsize=7)
     middle.plot([p.budget for p in budgets], [p.quality for p in budgets], "o-", color="#2a9d5c")
     for point in budgets:
         middle.annotate(point.label, (point.budget, point.quality), fontsize=7, xytext=(3, 3), textcoords="offset points")
     middle.set_xlabel("total cost of the experts deployed (budget)")
-    middle.set_ylabel("mean reward of the routed answers")
+    middle.set_ylabel("mean quality of the routed answers")
     middle.set_title("Quality as the CoE budget grows")
     right.plot([p.fallback_share for p in tau], [p.quality for p in tau], "o-", color="#3b7dd8")
     for point in tau:
         right.annotate(point.label, (point.fallback_share, point.quality), fontsize=7, xytext=(3, 3), textcoords="offset points")
     right.set_xlabel("share sent to the general expert")
-    right.set_ylabel("mean reward of the routed answers")
+    right.set_ylabel("mean quality of the routed answers")
     right.set_title("Quality as τ (the fallback threshold) is swept")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

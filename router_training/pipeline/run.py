@@ -1,18 +1,24 @@
 """``coe train all``: embedder → classifier → reward model → mapping, as one job with one report.
 
-1. **Data** is read and checked first (router splits and preference pairs), so a bad line fails
+1. **Data** is read and checked first (router splits, preference pairs, verifiable tasks), so a bad line fails
    in seconds, naming its file and line, rather than after minutes of training.
 2. **Embedders**: the contrastive dense and MoE variants are trained on ``train``.
 3. **Classifier**: a head is fitted on the frozen embedder and on each trained one; the one
    with the best calibration accuracy serves (the ablation table).
-4. **Reward model**: DMoERM, with the chosen stage-1 classifier naming uncategorised pairs.
+4. **Reward model**: DMoERM, with the chosen stage-1 classifier naming uncategorised pairs, and
+   the verifiable tasks' right-over-wrong answers as "correctness" pairs.
 5. **Router**: the winning head and embedder are published as a new version (scores from the
    config's ``initial_scores``, not made current), then the **mapping** job scores every expert
-   with the reward model and publishes the final version on top of it.
-6. **Report**: metrics JSON, confusion matrix, reward accuracy and the quality-vs-cost curves.
+   (checks where a category has them, the reward model elsewhere, with bootstrap intervals),
+   publishes the final version on top of it, and checks it end to end on held-out verifiable
+   tasks against the current router.
+6. **Report**: metrics JSON, confusion matrix, reward accuracy, the expert scores with their
+   intervals, the end-to-end check and the quality-vs-cost curves.
 
 The new version is made current only after every stage has succeeded, so serving never picks
-up a router whose report failed; the report directory appears in one rename.
+up a router whose report failed, and only if it routes the held-out verifiable tasks no worse
+than the current router (``--force-activate`` overrides that); the report directory appears in
+one rename.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from router_training.pipeline.ablation import Ablation, format_ablation, run_abl
 from router_training.pipeline.sweep import budget_sweep, default_lambdas, references, sweep
 from router_training.reward.data import read_pairs
 from router_training.reward.train import RewardTrainingArgs, train_reward_model
+from router_training.verifiable.tasks import read_tasks
 from router_training.router.train import RouterTrainingArgs, Splits, plot_confusion, publish_router, score_table
 from services.artifacts import artifact_directory
 from services.config import AppConfig
@@ -72,10 +79,15 @@ class PipelineArgs:
     router: RouterTrainingArgs = RouterTrainingArgs()
     use_ray: bool = False
     activate: bool = True
+    force_activate: bool = False  # make it current even if it routes held-out verifiable prompts worse
 
     @property
     def router_data(self) -> Path:
         return self.data / "router"
+
+    @property
+    def verifiable_data(self) -> Path:
+        return self.data / "verifiable"
 
     @property
     def reward_train(self) -> Path:
@@ -127,6 +139,7 @@ def check_data(config: AppConfig, args: PipelineArgs) -> Splits:
     splits = Splits.read(args.router_data, taxonomy)
     for path in (args.reward_train, args.reward_eval):
         read_pairs(path, taxonomy, args.reward.capabilities)
+    read_tasks(args.verifiable_data)  # optional: without it every category is judged by the reward model
     return splits
 
 
@@ -157,6 +170,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                 reward_metrics = train_reward_model(
                     reward_out, args.reward, train_path=args.reward_train, eval_path=args.reward_eval,
                     taxonomy=router.categories, categorize=lambda texts: winner.categorize(texts, router.categories),
+                    verifiable_dir=args.verifiable_data,
                 )
             with clock.stage("mapping"):
                 base = publish_router(
@@ -167,15 +181,16 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                     extra_metrics={"ablation": ablation.rows}, embedder_dir=winner.folder, activate=False,
                 )
                 mapping = run_mapping(
-                    config, RewardModel.load(reward_out), data_dir=args.router_data, use_ray=args.use_ray,
-                    activate=False, base=base,
+                    config, RewardModel.load(reward_out), data_dir=args.router_data, tasks_dir=args.verifiable_data,
+                    use_ray=args.use_ray, activate=args.activate, force_activate=args.force_activate, base=base,
+                    make_current=False,  # only once the report is written
                 )
                 assert mapping.artifact is not None
                 print(format_table(mapping, config.general_expert))
             with clock.stage("report"):
                 metrics = write_report(staging, config, ablation, reward_metrics, mapping, clock.seconds)
         artifact = mapping.artifact
-        if args.activate:
+        if mapping.activated:
             RouterStore(Path(router.store)).use(artifact.version)
     finally:
         clock.close()
@@ -198,6 +213,7 @@ def write_report(
     winner = ablation.winner
     plot_confusion(winner.fit.metrics["test"], categories, folder / "confusion.png")
     report.plot_reward_accuracy(reward_metrics, folder / "reward_accuracy.png")
+    report.plot_mapping_evidence(mapping.evidence, mapping.assignment.expert_for, folder / "mapping_scores.png")
     costs = resolve_costs(config)
     served = RouterFactory(config).build(mapping.artifact)
     points = sweep(served, mapping, costs, default_lambdas(served), list(TAUS))
@@ -211,10 +227,13 @@ def write_report(
         "reward": reward_metrics,
         "mapping": {
             "scores": mapping.scores,
-            "win_rate_vs_general": mapping.win_rates,
+            "evidence": {category: item.as_dict() for category, item in mapping.evidence.items()},
+            "reward_agreement": mapping.reward_agreement,
             "assignment": mapping.assignment.expert_for,
             "deployed": sorted(mapping.assignment.deployed),
         },
+        "end_to_end": mapping.end_to_end.as_dict() if mapping.end_to_end else None,
+        "activation": {"made_current": mapping.activated, "why": mapping.activation},
         "quality_vs_cost": {"lambda_and_tau": points, "budget": budgets, "references": anchors},
         "stage_seconds": dict(seconds),
     }

@@ -1,9 +1,9 @@
 """Quality against cost as the routing knobs move (the CoE / RouteLLM trade-off curve).
 
-Every expert has answered the same calibration prompts and every answer has a reward (the
-mapping job). For each setting of λ (cost weight) and τ (confidence threshold) the router picks
-an expert per prompt; that expert's reward for that prompt is the routed quality, its cost the
-price. Single experts and the per-prompt oracle are the reference points.
+Every expert has answered the same prompts and every answer has a quality in [0, 1] (the
+mapping job: a check's result, or the reward model's preference over the general expert). For
+each setting of λ (cost weight) and τ (confidence threshold) the router picks an expert per
+prompt; that answer's quality is the routed quality, its expert's cost the price. Single experts and the per-prompt oracle are the reference points.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Point:
     label: str
     cost_weight: float | None
     confidence_threshold: float | None
-    quality: float  # mean reward of the chosen answers
+    quality: float  # mean quality of the chosen answers
     cost: float  # mean cost of the chosen experts
     fallback_share: float
     budget: float | None = None  # the budget on the experts' total cost (budget sweep only)
@@ -35,13 +35,13 @@ def sweep(router: StaticRouter, result: MappingResult, costs: dict[str, float], 
     for weight, tau in settings:
         knobs = RoutingKnobs(cost_weight=weight, confidence_threshold=tau)
         decisions = router.decide_embedded([router.prepare(example.messages, knobs) for example in result.examples], embedded)
-        rewards = [result.rewards[decision.expert][index] for index, decision in enumerate(decisions)]
+        chosen_quality = [result.quality[decision.expert][index] for index, decision in enumerate(decisions)]
         points.append(
             Point(
                 label=f"λ={weight:g}" if tau is None else f"τ={tau:g}",
                 cost_weight=weight,
                 confidence_threshold=tau,
-                quality=float(np.mean(rewards)),
+                quality=float(np.mean(chosen_quality)),
                 cost=float(np.mean([costs[decision.expert] for decision in decisions])),
                 fallback_share=float(np.mean([decision.uncertain for decision in decisions])),
             )
@@ -72,7 +72,7 @@ def budget_sweep(
                 label=f"≤{budget:.3g}: {len(plan.deployed)} deployed",
                 cost_weight=None,
                 confidence_threshold=None,
-                quality=float(np.mean([result.rewards[expert][index] for index, expert in enumerate(chosen)])),
+                quality=float(np.mean([result.quality[expert][index] for index, expert in enumerate(chosen)])),
                 cost=float(np.mean([costs[expert] for expert in chosen])),
                 fallback_share=float(np.mean([decision.uncertain for decision in decisions])),
                 budget=float(budget),
@@ -82,17 +82,17 @@ def budget_sweep(
 
 
 def references(result: MappingResult, costs: dict[str, float]) -> list[Point]:
-    """Each expert alone, and the oracle that knows every answer's reward."""
+    """Each expert alone, and the oracle that knows every answer's quality."""
     singles = [
-        Point(expert, None, None, float(np.mean(rewards)), costs[expert], 0.0) for expert, rewards in sorted(result.rewards.items())
+        Point(expert, None, None, float(np.mean(values)), costs[expert], 0.0) for expert, values in sorted(result.quality.items())
     ]
-    experts = sorted(result.rewards)
-    best = [max(experts, key=lambda expert: result.rewards[expert][index]) for index in range(len(result.examples))]
+    experts = sorted(result.quality)
+    best = [max(experts, key=lambda expert: result.quality[expert][index]) for index in range(len(result.examples))]
     oracle = Point(
         "oracle",
         None,
         None,
-        float(np.mean([result.rewards[expert][index] for index, expert in enumerate(best)])),
+        float(np.mean([result.quality[expert][index] for index, expert in enumerate(best)])),
         float(np.mean([costs[expert] for expert in best])),
         0.0,
     )

@@ -22,6 +22,7 @@ Model selection uses only a calibration split carved from the training file by p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -48,6 +49,8 @@ from router_training.reward.phases import (
     train_aggregator,
     train_value_head,
 )
+from router_training.verifiable.tasks import DATA_DIR as VERIFIABLE_DIR
+from router_training.verifiable.tasks import preference_pairs
 from services.artifacts import ArtifactManifest, file_sha256, new_version
 from services.rewards.model import RewardArtifactParts, write_reward_model
 from services.rewards.network import RewardNetwork, pooled_states
@@ -56,7 +59,10 @@ from services.router.config import DEFAULT_CATEGORIES, EmbedderSource
 
 logger = logging.getLogger(__name__)
 
-METRIC_KEYS = ("pairwise_accuracy", "baseline_pairwise_accuracy", "per_category", "n_train", "n_eval", "seconds")
+METRIC_KEYS = (
+    "pairwise_accuracy", "baseline_pairwise_accuracy", "per_category", "verifiable_heldout", "n_train", "n_train_verifiable",
+    "n_eval", "seconds",
+)
 
 
 class PhaseSettings(BaseModel):
@@ -102,6 +108,12 @@ class RewardTrainingArgs(BaseModel):
     max_train_pairs: int | None = Field(None, ge=8, description="Use a seeded sample of this many training rows.")
     max_eval_pairs: int | None = Field(None, ge=1, description="Evaluate on a seeded sample of this many pairs.")
     evaluate_capabilities: bool = Field(True, description="Also report each adapter on the eval file's capability pairs.")
+    verifiable_pairs: bool = Field(
+        True,
+        description="Add the verifiable tasks' right-over-wrong answers (reward split) as 'correctness' pairs, "
+        "and as overall pairs: a wrong result makes the whole answer worse.",
+    )
+    max_verifiable_pairs: int | None = Field(None, ge=1, description="Use a seeded sample of this many verifiable tasks.")
     inference_batch_size: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's choice.")
 
@@ -166,8 +178,13 @@ def train_reward_model(
     eval_path: Path = HELDOUT_PATH,
     taxonomy: tuple[str, ...] = DEFAULT_CATEGORIES,
     categorize: Callable[[list[str]], list[str]] | None = None,
+    verifiable_dir: Path = VERIFIABLE_DIR,
 ) -> dict[str, Any]:
-    """Train, evaluate and write the artifact to ``out``; returns the ``metrics.json`` content."""
+    """Train, evaluate and write the artifact to ``out``; returns the ``metrics.json`` content.
+
+    With ``args.verifiable_pairs`` the tasks in ``verifiable_dir`` add training pairs (their
+    ``reward`` split) and a second held-out report (their ``heldout`` split), per category.
+    """
     args = args or RewardTrainingArgs()
     started = time.perf_counter()
     if args.torch_threads is not None:
@@ -175,6 +192,13 @@ def train_reward_model(
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     train_rows = _sample(read_pairs(train_path, taxonomy, args.capabilities), args.max_train_pairs, args.seed)
+    checked_train = [pair for pair in preference_pairs(verifiable_dir, "reward") if pair.category in taxonomy] if args.verifiable_pairs else []
+    checked_train = _sample(checked_train, args.max_verifiable_pairs, args.seed)
+    checked_eval = [dataclasses.replace(pair, capability=None) for pair in preference_pairs(verifiable_dir, "heldout") if pair.category in taxonomy]
+    checked_eval = _sample(checked_eval, args.max_eval_pairs, args.seed)
+    if "correctness" in args.capabilities:
+        train_rows += checked_train
+    train_rows += [dataclasses.replace(pair, capability=None) for pair in checked_train]
     eval_rows = read_pairs(eval_path, taxonomy, args.capabilities)
     eval_overall = [pair for pair in eval_rows if pair.capability is None] or eval_rows
     eval_overall = _sample(eval_overall, args.max_eval_pairs, args.seed)
@@ -255,6 +279,7 @@ def train_reward_model(
         chosen = network.aggregate(eval_states.chosen, eval_groups)
         rejected = network.aggregate(eval_states.rejected, eval_groups)
     capability_eval = _capability_accuracy(network, tokenizer, eval_rows, args) if args.evaluate_capabilities else {}
+    checked_accuracy = _verifiable_accuracy(network, tokenizer, checked_eval, args) if checked_eval else None
     times["evaluation"] = time.perf_counter() - t0
     seconds = time.perf_counter() - started
 
@@ -262,7 +287,9 @@ def train_reward_model(
         "pairwise_accuracy": round(pairwise_accuracy(chosen, rejected), 4),
         "baseline_pairwise_accuracy": round(pairwise_accuracy(base_chosen, base_rejected), 4),
         "per_category": _accuracy_by_category(chosen, rejected, eval_categories),
+        "verifiable_heldout": checked_accuracy,
         "n_train": len(train_rows),
+        "n_train_verifiable": len(checked_train),
         "n_eval": len(eval_overall),
         "seconds": round(seconds, 1),
     }
@@ -279,7 +306,9 @@ def train_reward_model(
     manifest = ArtifactManifest(
         kind="reward-model", name="dmoerm", version=new_version(), base=reference,
         data={"train": {"path": str(train_path), "sha256": file_sha256(Path(train_path))},
-              "eval": {"path": str(eval_path), "sha256": file_sha256(Path(eval_path))}},
+              "eval": {"path": str(eval_path), "sha256": file_sha256(Path(eval_path))},
+              **({"verifiable": {path.name: {"path": str(path), "sha256": file_sha256(path)}
+                                 for path in sorted(Path(verifiable_dir).glob("*.jsonl"))}} if checked_train else {})},
         training=args.model_dump(mode="json"), metrics={**metrics, **details},
     )
     write_reward_model(Path(out), RewardArtifactParts(network, tokenizer, encoder.config, manifest, metrics))
@@ -319,6 +348,18 @@ def _fit_aggregators(network: RewardNetwork, fit: StatePairs, fit_categories: li
         own_cal = calibration.subset([i for i, name in enumerate(cal_categories) if name == category])
         reports[category] = train_aggregator(aggregator, own_fit, own_cal, **options)
     return reports
+
+
+def _verifiable_accuracy(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair],
+                         args: RewardTrainingArgs) -> dict[str, Any]:
+    """How often the model ranks a held-out task's right answer above its wrong one, per category."""
+    states = _states(network, tokenizer, pairs, args.inference_batch_size)
+    categories = [pair.category or GLOBAL_GROUP for pair in pairs]
+    groups = [network.spec.group_of(category) for category in categories]
+    with torch.no_grad():
+        chosen, rejected = network.aggregate(states.chosen, groups), network.aggregate(states.rejected, groups)
+    return {"pairwise_accuracy": round(pairwise_accuracy(chosen, rejected), 4), "n": len(pairs),
+            "per_category": _accuracy_by_category(chosen, rejected, categories)}
 
 
 def _capability_accuracy(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair],

@@ -14,6 +14,8 @@ A file lock makes concurrent first starts (a Serve replica beside a training job
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import os
 import shutil
@@ -179,10 +181,20 @@ class WeightsCache:
 
 
 def gguf_parameter_count(gguf_path: Path) -> int:
-    """Elements of every tensor in the file, from its header (no tensor data is read)."""
+    """Elements of every tensor in the file, from its header (no tensor data is read).
+
+    Parsing the header takes seconds in pure Python, and costs are resolved often (every router
+    build, every assignment): remembered per file, size and modification time.
+    """
+    stat = Path(gguf_path).stat()
+    return _gguf_parameter_count(str(gguf_path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _gguf_parameter_count(path: str, size: int, mtime_ns: int) -> int:
     import gguf
 
-    return sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(gguf_path).tensors)
+    return sum(int(tensor.n_elements) for tensor in gguf.GGUFReader(path).tensors)
 
 
 def _save_dequantised(model: Any, folder: Path) -> None:

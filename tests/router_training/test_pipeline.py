@@ -44,8 +44,8 @@ def pipeline_run(pipeline_inputs: PipelineInputs) -> Path:
     return inputs.out
 
 
-def test_report_has_metrics_and_three_charts(pipeline_run: Path) -> None:
-    for chart in ("confusion.png", "reward_accuracy.png", "quality_vs_cost.png"):
+def test_report_has_metrics_and_four_charts(pipeline_run: Path) -> None:
+    for chart in ("confusion.png", "reward_accuracy.png", "mapping_scores.png", "quality_vs_cost.png"):
         assert (pipeline_run / chart).read_bytes().startswith(PNG_MAGIC), chart
     metrics = json.loads((pipeline_run / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["stage_seconds"]) == {"data", "embedders", "classifier", "reward", "mapping", "report"}
@@ -57,6 +57,15 @@ def test_report_has_metrics_and_three_charts(pipeline_run: Path) -> None:
     assert chosen["servable"] and chosen["calibration_accuracy"] == best
     assert metrics["ablation"]["chosen"] == chosen["variant"]
     assert 0.0 <= metrics["reward"]["pairwise_accuracy"] <= 1.0
+    evidence = metrics["mapping"]["evidence"]
+    assert {category for category, item in evidence.items() if item["source"] == "check"} == {"math", "coding", "extraction"}
+    for item in evidence.values():
+        for interval in item["score"].values():
+            assert 0.0 <= interval["low"] <= interval["mean"] <= interval["high"] <= 1.0
+    assert set(metrics["mapping"]["reward_agreement"]) <= {"math", "coding", "extraction"}
+    check = metrics["end_to_end"]
+    assert check["prompts"] == 6 and check["current"] is None, "two held-out tasks per checked category; no router was current"
+    assert metrics["activation"]["made_current"]
     budgets = metrics["quality_vs_cost"]["budget"]
     assert len(budgets) == 3, "from the general expert alone to every expert"
     assert [point["budget"] for point in budgets] == sorted(point["budget"] for point in budgets)

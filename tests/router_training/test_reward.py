@@ -21,6 +21,7 @@ from router_training.reward.seed_data import SPLIT_FILES, read_answers, write_se
 from router_training.reward.train import METRIC_KEYS, RewardTrainingArgs, train_reward_model
 from services.artifacts import ArtifactError
 from services.rewards.spec import DEFAULT_CAPABILITIES
+from tests.training_runs import REWARD_TEST_HPARAMS
 
 GOOD = {"prompt": "What is 2 + 2?", "chosen": "2 + 2 = 4.", "rejected": "2 + 2 = 5.", "category": "math"}
 
@@ -115,6 +116,11 @@ def test_training_writes_the_artifact_and_exact_metrics(reward_model_dir: Path) 
     assert metrics["n_eval"] == sum(row["n"] for row in metrics["per_category"].values()) > 0
     assert all(set(row) == {"pairwise_accuracy", "n"} for row in metrics["per_category"].values())
     assert metrics["n_train"] > 0 and metrics["seconds"] > 0
+    assert metrics["n_train_verifiable"] == 24, "the verifiable tasks' right-over-wrong pairs were trained on"
+    assert set(manifest["data"]["verifiable"]) == {"math.jsonl", "coding.jsonl", "extraction.jsonl"}
+    checked = metrics["verifiable_heldout"]
+    assert set(checked["per_category"]) == {"math", "coding", "extraction"}
+    assert checked["n"] == sum(row["n"] for row in checked["per_category"].values()) == REWARD_TEST_HPARAMS["max_eval_pairs"]
     assert set(manifest["metrics"]["phase_seconds"]) == {"phase1", "phase2", "phase3", "evaluation"}
 
 
