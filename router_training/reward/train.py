@@ -125,9 +125,14 @@ class RewardTrainingArgs(BaseModel):
     @classmethod
     def budget(cls) -> "RewardTrainingArgs":
         """A seeded sample of the pairs, one pass in phase 1, shorter aggregator training and no
-        per-capability report: the reward model in under four minutes (``coe train all`` uses it)."""
+        per-capability report: the reward model in under four minutes (``coe train all`` uses it).
+
+        One pass needs a higher encoder learning rate than the two of the full run: measured with
+        the verifiable pairs, 2e-4 gave held-out accuracy 0.81 and 0.78 (seeds 0 and 1; math 0.83
+        and 0.72) where 5e-5 gave 0.75 (math 0.61).
+        """
         return cls(
-            phase1=PhaseSettings(epochs=1, learning_rate=5e-5),
+            phase1=PhaseSettings(epochs=1, learning_rate=2e-4),
             phase3=AggregatorSettings(max_epochs=80, patience=20),
             max_train_pairs=640,
             evaluate_capabilities=False,
