@@ -84,8 +84,9 @@ def scoring_prompts(
     """The prompts every expert answers, each with its verifiable task where its category has checks."""
     assert config.router is not None
     categories = config.router.categories
-    checked = {task.category for task in read_tasks(tasks_dir, "scoring")}
-    tasks = sample_tasks(read_tasks(tasks_dir, "scoring"), per_category)
+    available = read_tasks(tasks_dir, "scoring")
+    checked = {task.category for task in available}
+    tasks = sample_tasks(available, per_category)
     pool = read_examples(data_dir / "calibration.jsonl", categories)
     if (data_dir / "train.jsonl").is_file():
         pool += read_examples(data_dir / "train.jsonl", categories)  # the classifier's data; the experts never saw it
@@ -111,7 +112,7 @@ def check_answers(tasks: list[VerifiableTask], answers: list[str], workers: int 
 
 def preference(reward: float, general_reward: float) -> float:
     """Bradley–Terry: the reward model's probability that this answer beats the general expert's."""
-    return 1.0 / (1.0 + math.exp(-(reward - general_reward)))
+    return 0.5 * (1.0 + math.tanh((reward - general_reward) / 2))  # σ(d), without overflow for large |d|
 
 
 def agreement(checked: list[float], rewards: list[float]) -> tuple[int, int]:
