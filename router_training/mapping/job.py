@@ -58,7 +58,7 @@ class MappingResult:
     rewards: dict[str, list[float]]  # expert -> the reward model's reward for the same answers
     examples: list[Example] = field(default_factory=list)
     answers: dict[str, list[str]] = field(default_factory=dict)  # expert -> answers in example order
-    reward_agreement: dict[str, dict[str, float]] = field(default_factory=dict)
+    reward_agreement: dict[str, dict[str, float | None]] = field(default_factory=dict)
     end_to_end: EndToEnd | None = None
     artifact: RouterArtifact | None = None
     activated: bool = False
@@ -173,7 +173,7 @@ def score_experts(
                 quality[expert][index] = preference(rewards[expert][index], rewards[general][index])
 
     evidence: dict[str, CategoryEvidence] = {}
-    reward_agreement: dict[str, dict[str, float]] = {}
+    reward_agreement: dict[str, dict[str, float | None]] = {}
     for category in dict.fromkeys(labels):
         rows = [index for index, label in enumerate(labels) if label == category]
         source = "check" if tasks[rows[0]] is not None else "reward"
@@ -183,7 +183,7 @@ def score_experts(
             for index in rows:
                 found = agreement([quality[expert][index] for expert in experts], [rewards[expert][index] for expert in experts])
                 pairs, agreeing = pairs + found[0], agreeing + found[1]
-            reward_agreement[category] = {"pairs": pairs, "agreement": round(agreeing / pairs, 4) if pairs else float("nan")}
+            reward_agreement[category] = {"pairs": pairs, "agreement": round(agreeing / pairs, 4) if pairs else None}
     heldout_checks = {expert: checks[expert][len(checked_rows):] for expert in experts}
     result = MappingResult(
         scores=conservative_table(evidence, general),
@@ -307,7 +307,10 @@ def format_table(result: MappingResult, general: str) -> str:
         f"Deployed: {', '.join(sorted(result.assignment.deployed))}"
     )
     for category, row in result.reward_agreement.items():
-        lines.append(f"reward model agrees with the {category} check on {row['agreement']:.0%} of {row['pairs']} right/wrong answer pairs")
+        if row["agreement"] is None:
+            lines.append(f"reward model vs the {category} check: no prompt had both a right and a wrong answer")
+        else:
+            lines.append(f"reward model agrees with the {category} check on {row['agreement']:.0%} of {row['pairs']} right/wrong answer pairs")
     if result.end_to_end is not None:
         lines.append(format_end_to_end(result.end_to_end))
     if result.activation:

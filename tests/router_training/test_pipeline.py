@@ -63,6 +63,11 @@ def test_report_has_metrics_and_four_charts(pipeline_run: Path) -> None:
         for interval in item["score"].values():
             assert 0.0 <= interval["low"] <= interval["mean"] <= interval["high"] <= 1.0
     assert set(metrics["mapping"]["reward_agreement"]) <= {"math", "coding", "extraction"}
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"metrics.json holds {constant}, which is not JSON")
+
+    json.loads((pipeline_run / "metrics.json").read_text(encoding="utf-8"), parse_constant=refuse)
     check = metrics["end_to_end"]
     assert check["prompts"] == 6 and check["current"] is None, "two held-out tasks per checked category; no router was current"
     assert metrics["activation"]["made_current"]
