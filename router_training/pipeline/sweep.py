@@ -3,7 +3,8 @@
 Every expert has answered the same prompts and every answer has a quality in [0, 1] (the
 mapping job: a check's result, or the reward model's preference over the general expert). For
 each setting of λ (cost weight) and τ (confidence threshold) the router picks an expert per
-prompt; that answer's quality is the routed quality, its expert's cost the price. Single experts and the per-prompt oracle are the reference points.
+prompt; that answer's quality is the routed quality, its expert's cost the price. Single experts
+and the per-prompt oracle are the reference points.
 """
 
 from __future__ import annotations

@@ -278,11 +278,7 @@ def train_reward_model(
 
     t0 = time.perf_counter()
     logger.info("evaluation on %d held-out pairs", len(eval_overall))
-    eval_states = _states(network, tokenizer, eval_overall, args.inference_batch_size)
-    eval_groups = [spec.group_of(category) for category in eval_categories]
-    with torch.no_grad():
-        chosen = network.aggregate(eval_states.chosen, eval_groups)
-        rejected = network.aggregate(eval_states.rejected, eval_groups)
+    chosen, rejected = _aggregated_rewards(network, tokenizer, eval_overall, eval_categories, args.inference_batch_size)
     capability_eval = _capability_accuracy(network, tokenizer, eval_rows, args) if args.evaluate_capabilities else {}
     checked_accuracy = _verifiable_accuracy(network, tokenizer, checked_eval, args) if checked_eval else None
     times["evaluation"] = time.perf_counter() - t0
@@ -355,14 +351,20 @@ def _fit_aggregators(network: RewardNetwork, fit: StatePairs, fit_categories: li
     return reports
 
 
+def _aggregated_rewards(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair],
+                        categories: Sequence[str], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final rewards of chosen and rejected responses, each through its category's aggregator."""
+    states = _states(network, tokenizer, pairs, batch_size)
+    groups = [network.spec.group_of(category) for category in categories]
+    with torch.no_grad():
+        return network.aggregate(states.chosen, groups), network.aggregate(states.rejected, groups)
+
+
 def _verifiable_accuracy(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair],
                          args: RewardTrainingArgs) -> dict[str, Any]:
     """How often the model ranks a held-out task's right answer above its wrong one, per category."""
-    states = _states(network, tokenizer, pairs, args.inference_batch_size)
     categories = [pair.category or GLOBAL_GROUP for pair in pairs]
-    groups = [network.spec.group_of(category) for category in categories]
-    with torch.no_grad():
-        chosen, rejected = network.aggregate(states.chosen, groups), network.aggregate(states.rejected, groups)
+    chosen, rejected = _aggregated_rewards(network, tokenizer, pairs, categories, args.inference_batch_size)
     return {"pairwise_accuracy": round(pairwise_accuracy(chosen, rejected), 4), "n": len(pairs),
             "per_category": _accuracy_by_category(chosen, rejected, categories)}
 
