@@ -204,11 +204,21 @@ def ray_cluster(http_port: int, weights_cache: Any) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def trained_router(app_config: AppConfig) -> Any:
-    """A router trained from the seed splits into the session's store (and made current)."""
+def router_training_run(app_config: AppConfig, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A router trained from the seed splits into the session's store (and made current), the way
+    ``make run`` trains one (a fine-tuned embedder bundled in the version), with a short
+    fine-tuning; with its evaluation and report folder."""
+    from router_training.embedder.train import EmbedderTrainingArgs
     from router_training.router.train import train_router
 
-    return train_router(app_config)
+    report = tmp_path_factory.mktemp("router-report")
+    artifact, evaluation = train_router(app_config, embedder_args=EmbedderTrainingArgs(max_steps=8), report_dir=report)
+    return {"artifact": artifact, "evaluation": evaluation, "report_dir": report}
+
+
+@pytest.fixture(scope="session")
+def trained_router(router_training_run: dict[str, Any]) -> Any:
+    return router_training_run["artifact"]
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ REWARD_TEST_HPARAMS: dict[str, Any] = {
 PIPELINE_ROWS_PER_CATEGORY = {"train": 6, "calibration": 3, "test": 3}
 # Verifiable tasks per category and split: enough for the checks, the intervals and the end-to-end check to run.
 PIPELINE_TASKS_PER_SPLIT = 2
+PIPELINE_EXTERNAL_PER_CATEGORY = 3  # the external set is reported beside the test split
 PIPELINE_MAPPING = {"prompts_per_category": 2, "heldout_per_category": 2, "max_tokens": 8, "checked_max_tokens": 16}
 
 
@@ -58,6 +59,7 @@ def write_pipeline_inputs(folder: Path, default_config: dict[str, Any]) -> Pipel
     (data / "router").mkdir(parents=True)
     for split, count in PIPELINE_ROWS_PER_CATEGORY.items():
         write_slice(DATA_ROOT / "router" / f"{split}.jsonl", data / "router" / f"{split}.jsonl", count)
+    write_slice(DATA_ROOT / "router" / "external.jsonl", data / "router" / "external.jsonl", PIPELINE_EXTERNAL_PER_CATEGORY)
     shutil.copytree(DATA_ROOT / "reward", data / "reward")
     (data / "verifiable").mkdir()
     for source in sorted((DATA_ROOT / "verifiable").glob("*.jsonl")):

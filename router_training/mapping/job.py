@@ -42,7 +42,7 @@ from router_training.verifiable.tasks import VerifiableTask, read_tasks, score
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
 from services.rewards.model import transcript
-from services.router.artifact import RouterArtifact, write_router_artifact
+from services.router.artifact import RouterArtifact, derive_router_artifact
 from services.router.assignment import Assignment, solve_assignment
 from services.router.store import RouterStore
 
@@ -268,8 +268,7 @@ def publish_mapping(
             "reward_model": reward_model_version,
         },
     }
-    manifest = base.manifest.model_copy(update={"scores": result.scores, "metrics": metrics, "parent": base.version})
-    result.artifact = write_router_artifact(store.root, manifest, base.weight, base.bias, embedder_dir=base.bundled_embedder)
+    result.artifact = derive_router_artifact(store.root, base, scores=result.scores, metrics=metrics, parent=base.version)
     if heldout:
         result.end_to_end = end_to_end(config, heldout, heldout_checks, result.artifact, current)
     decide_activation(result, activate=activate, force=force_activate)

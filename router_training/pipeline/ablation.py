@@ -63,7 +63,7 @@ def gate_row(folder: Path, splits: Splits, router: RouterConfig) -> dict[str, An
     order = [gate_categories(model).index(category) for category in router.categories]
 
     def accuracy(name: str) -> float:
-        probabilities = gate_probabilities(model, routing_texts(splits.examples[name], router.context))[:, order]
+        probabilities = gate_probabilities(model, routing_texts(splits.in_scope(name), router.context))[:, order]
         return float((probabilities.argmax(axis=1) == splits.labels(name, router.categories)).mean())
 
     return {"variant": "moe-gate", "description": DESCRIPTIONS["moe-gate"], "servable": False,

@@ -13,7 +13,9 @@
    publishes the final version on top of it, and checks it end to end on held-out verifiable
    tasks against the current router.
 6. **Report**: metrics JSON, confusion matrix, reward accuracy, the expert scores with their
-   intervals, the end-to-end check and the quality-vs-cost curves.
+   intervals, the end-to-end check, the quality-vs-cost curves, and the published router
+   evaluated through the serving code on the test split beside the external set (category,
+   fallback, out-of-distribution check and the share of prompts reaching the right expert).
 
 The new version is made current only after every stage has succeeded, so serving never picks
 up a router whose report failed, and only if it routes the held-out verifiable tasks no worse
@@ -41,6 +43,7 @@ from router_training.pipeline.sweep import budget_sweep, default_lambdas, refere
 from router_training.reward.data import read_pairs
 from router_training.reward.train import RewardTrainingArgs, train_reward_model
 from router_training.verifiable.tasks import read_tasks
+from router_training.router.evaluate import evaluate_splits, format_evaluation, read_external
 from router_training.router.train import RouterTrainingArgs, Splits, plot_confusion, publish_router, score_table
 from services.artifacts import artifact_directory
 from services.config import AppConfig
@@ -57,11 +60,6 @@ STAGES = ("data", "embedders", "classifier", "reward", "mapping", "report")
 TAUS = (0.0, 0.3, 0.5, 0.7, 0.8, 0.9)
 
 
-def budget_embedder_args() -> EmbedderTrainingArgs:
-    """A third of an epoch per variant: both variants train in under two minutes."""
-    return EmbedderTrainingArgs(epochs=0.3)
-
-
 @dataclass(frozen=True)
 class PipelineArgs:
     """Inputs and knobs of one pipeline run; the defaults fit in 15 minutes on 2 CPU cores.
@@ -74,7 +72,7 @@ class PipelineArgs:
     data: Path = DATA_ROOT
     reward_out: Path | None = None  # default: the config's training.reward_model
     variants: tuple[str, ...] = ("dense", "moe")
-    embedder: EmbedderTrainingArgs = field(default_factory=budget_embedder_args)
+    embedder: EmbedderTrainingArgs = field(default_factory=EmbedderTrainingArgs.budget)
     reward: RewardTrainingArgs = field(default_factory=RewardTrainingArgs.budget)
     router: RouterTrainingArgs = RouterTrainingArgs()
     use_ray: bool = False
@@ -188,7 +186,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                 assert mapping.artifact is not None
                 print(format_table(mapping, config.general_expert))
             with clock.stage("report"):
-                metrics = write_report(staging, config, ablation, reward_metrics, mapping, clock.seconds)
+                metrics = write_report(staging, config, splits, ablation, reward_metrics, mapping, clock.seconds)
         artifact = mapping.artifact
         if mapping.activated:
             RouterStore(Path(router.store)).use(artifact.version)
@@ -202,6 +200,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
 def write_report(
     folder: Path,
     config: AppConfig,
+    splits: Splits,
     ablation: Ablation,
     reward_metrics: dict[str, Any],
     mapping: MappingResult,
@@ -216,6 +215,8 @@ def write_report(
     report.plot_mapping_evidence(mapping.evidence, mapping.assignment.expert_for, folder / "mapping_scores.png")
     costs = resolve_costs(config)
     served = RouterFactory(config).build(mapping.artifact)
+    evaluation = evaluate_splits(served, splits.examples["test"], read_external(categories, splits.data_dir))
+    print(format_evaluation(evaluation))
     points = sweep(served, mapping, costs, default_lambdas(served), list(TAUS))
     budgets = budget_sweep(served, mapping, costs, mapping.artifact.manifest.category_shares)
     anchors = references(mapping, costs)
@@ -224,6 +225,8 @@ def write_report(
         "router_version": mapping.artifact.version,
         "ablation": {"rows": ablation.rows, "chosen": ablation.chosen},
         "classifier": winner.fit.metrics["test"] | {"calibration_accuracy": winner.fit.calibration_accuracy},
+        "out_of_distribution": winner.fit.metrics["out_of_distribution"],
+        "evaluation": evaluation,
         "reward": reward_metrics,
         "mapping": {
             "scores": mapping.scores,

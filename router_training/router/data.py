@@ -2,7 +2,16 @@
 
 The seed prompts live in ``router_training/data/router/seed/<category>.jsonl``; ``make_splits``
 divides them, per category and reproducibly, into the three named splits: ``train`` (fitting),
-``calibration`` (temperature, τ, λ) and ``test`` (reporting only).
+``calibration`` (temperature, τ, the out-of-distribution threshold, λ) and ``test`` (reporting only).
+
+Besides the taxonomy's categories, a row may carry the reserved label ``out_of_scope``: chit-chat
+and requests without a task, which no category fits. The category head never learns them as a
+class; they teach the embedder what lies outside the categories and set the threshold of the
+out-of-distribution check, so such requests go to the general expert.
+
+``external.jsonl`` is an evaluation set written apart from the seed data (other authors' styles,
+no shared templates); it is only ever reported, never trained or tuned on. Its rows also carry a
+``kind`` (``open_ended``, ``math_word_problem``, ``code_writing``, ``chit_chat``) for the report.
 """
 
 from __future__ import annotations
@@ -17,11 +26,15 @@ from typing import Any
 
 from router_training.jsonl import DataError, jsonl_objects
 
-__all__ = ["DataError", "Example", "messages_of", "read_examples", "make_splits", "write_jsonl_atomic"]
+__all__ = [
+    "OUT_OF_SCOPE", "DataError", "Example", "messages_of", "read_examples", "make_splits", "write_jsonl_atomic"
+]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "router"
 SEED_DIR = DATA_DIR / "seed"
+EXTERNAL_FILE = DATA_DIR / "external.jsonl"
 SPLITS = ("train", "calibration", "test")
+OUT_OF_SCOPE = "out_of_scope"  # reserved label: no category fits (chit-chat, requests without a task)
 SPLIT_FRACTIONS = {"train": 0.7, "calibration": 0.15, "test": 0.15}
 ROLES = {"system", "developer", "user", "assistant"}
 
@@ -31,6 +44,16 @@ class Example:
     messages: tuple[dict[str, str], ...]
     category: str
     raw: dict[str, Any]
+
+    @property
+    def in_scope(self) -> bool:
+        return self.category != OUT_OF_SCOPE
+
+    @property
+    def kind(self) -> str | None:
+        """The prompt's form in an evaluation set (``external.jsonl``), if it names one."""
+        kind = self.raw.get("kind")
+        return kind if isinstance(kind, str) else None
 
 
 def messages_of(row: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
@@ -54,11 +77,14 @@ def messages_of(row: dict[str, Any], where: str) -> tuple[dict[str, str], ...]:
 
 
 def read_examples(path: Path, taxonomy: tuple[str, ...], *, require_category: bool = True) -> list[Example]:
+    """Every row of ``path``; a category must be in ``taxonomy`` or be ``out_of_scope``."""
     examples = []
     for where, row in jsonl_objects(path):
         category = row.get("category")
-        if require_category and category not in taxonomy:
-            raise DataError(f"{where}: category {category!r} is not in the taxonomy {list(taxonomy)}")
+        if require_category and category not in taxonomy and category != OUT_OF_SCOPE:
+            raise DataError(
+                f"{where}: category {category!r} is neither in the taxonomy {list(taxonomy)} nor {OUT_OF_SCOPE!r}"
+            )
         examples.append(Example(messages=messages_of(row, where), category=category, raw=row))
     return examples
 
@@ -73,10 +99,12 @@ def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def make_splits(seed_dir: Path, out_dir: Path, taxonomy: tuple[str, ...], seed: int = 0) -> dict[str, int]:
-    """Stratified, reproducible split of every ``<category>.jsonl`` in ``seed_dir``."""
+    """Stratified, reproducible split of every ``<category>.jsonl`` in ``seed_dir``
+    (and of ``out_of_scope.jsonl``, when there is one)."""
     rng = random.Random(seed)
     splits: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
-    for category in taxonomy:
+    optional = (OUT_OF_SCOPE,) if (seed_dir / f"{OUT_OF_SCOPE}.jsonl").is_file() else ()
+    for category in (*taxonomy, *optional):
         path = seed_dir / f"{category}.jsonl"
         if not path.is_file():
             raise DataError(f"no seed data for category '{category}': {path} is missing")

@@ -1,43 +1,55 @@
-"""``coe train router``: fit the stage-1 head, calibrate it, and publish a router artifact.
+"""``coe train router``: fine-tune the embedder, fit the stage-1 head, calibrate it, publish a router.
 
-1. Routing texts are built with the serving code (``routing_text``) and embedded once.
-2. A multinomial logistic-regression head (scikit-learn) is fitted on ``train``, its L2 strength
-   chosen by accuracy on ``calibration``.
-3. On ``calibration``: a softmax temperature (minimising log-loss), then τ as the confidence
-   below which the chosen share of calibration prompts falls back to the general expert.
-4. On ``test``: accuracy, per-category precision/recall and the confusion matrix (reported only).
-5. The score table comes from the config's ``initial_scores`` (reward-based scores replace it
-   in a later version); the artifact is written to the store and, by default, made current.
+1. By default the embedder is first fine-tuned contrastively on ``train`` (``dense``, the
+   ablation's best); ``frozen`` keeps the configured one as it ships.
+2. Routing texts are built with the serving code (``routing_text``) and embedded once.
+3. A multinomial logistic-regression head (scikit-learn) is fitted on the in-scope rows of
+   ``train``, its L2 strength chosen by accuracy on ``calibration``.
+4. On ``calibration``: a softmax temperature (minimising log-loss), τ as the confidence below
+   which calibration prompts are more often classified wrongly than rightly (they go to the
+   general expert), and the out-of-distribution check (``router_training.router.ood``) with
+   chit-chat as positives.
+5. On ``test``: accuracy, per-category precision/recall and the confusion matrix (reported only).
+6. The score table comes from the config's ``initial_scores`` (reward-based scores replace it
+   in a later version); the artifact is written to the store, evaluated through the serving
+   code on the test split and the external set, and by default made current.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from router_training.embedder.train import EmbedderTrainingArgs
 from router_training.router.data import DATA_DIR, DataError, Example, read_examples
-from services.artifacts import file_sha256
+from router_training.router.ood import fit_ood, rates
+from services.artifacts import file_sha256, write_json_atomic
 from services.config import AppConfig
 from services.router.artifact import RouterArtifact, RouterManifest, write_router_artifact
 from services.router.config import RouterConfig
 from services.router.embedder import Embedder
+from services.router.ood import OutOfDistribution
 from services.router.routing_input import routing_text
 from services.router.stages import entropy
 from services.router.store import RouterStore
 
 logger = logging.getLogger(__name__)
 
+FROZEN = "frozen"
+EMBEDDER_VARIANTS = (FROZEN, "dense", "moe")
+DEFAULT_EMBEDDER = "dense"  # the ablation's best (``coe train all`` reports it)
+
 
 @dataclass(frozen=True)
 class RouterTrainingArgs:
     data_dir: Path = DATA_DIR
     regularisation_grid: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # C candidates, chosen on calibration
-    fallback_share: float = 0.10  # share of calibration prompts below τ
     entropy_fraction: float = 0.9  # entropy bound as a fraction of log(categories)
     seed: int = 0
 
@@ -57,6 +69,8 @@ def score_table(config: AppConfig) -> dict[str, dict[str, float]]:
 
 def embed(embedder: Embedder, examples: list[Example], router: RouterConfig, label: str) -> np.ndarray:
     texts = [routing_text(example.messages, router.context)[0] for example in examples]
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
     logger.info("embedding %d %s prompts", len(texts), label)
     return embedder.encode(texts, show_progress=True)
 
@@ -69,6 +83,22 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return float(-log_softmax(logits / temperature, axis=1)[np.arange(len(labels)), labels].mean())
 
     return float(minimize_scalar(loss, bounds=(0.05, 20.0), method="bounded").x)
+
+
+def more_often_wrong_below(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """τ: the confidence below which the calibration prompts are classified wrongly more often
+    than rightly, so the general expert is the better bet for them.
+
+    Falling back the ``k`` least confident prompts gains ``Σ (2·correct − 1)`` over the accepted
+    ones; τ is the confidence of the first accepted prompt at the best ``k`` (0 when no prompt
+    is worth falling back). Chit-chat and other out-of-scope requests are the
+    out-of-distribution check's to catch, not τ's.
+    """
+    order = np.argsort(confidence, kind="stable")
+    value = np.where(correct[order], 1.0, -1.0)
+    accepted_gain = value[::-1].cumsum()[::-1]  # gain when prompts order[k:] are accepted
+    best = int(np.argmax(accepted_gain))
+    return float(confidence[order][best]) if best > 0 else 0.0
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
@@ -133,7 +163,11 @@ def plot_confusion(metrics: dict[str, Any], categories: tuple[str, ...], path: P
 
 @dataclass(frozen=True)
 class Splits:
-    """The three named splits, read and checked against the taxonomy."""
+    """The three named splits, read and checked against the taxonomy.
+
+    ``examples`` holds every row, ``out_of_scope`` ones included; the head learns from and is
+    scored on the in-scope ones (``in_scope``), the out-of-distribution check on both.
+    """
 
     examples: dict[str, list[Example]]
     data_dir: Path
@@ -150,8 +184,15 @@ class Splits:
             )
         return cls(examples=examples, data_dir=data_dir)
 
+    def in_scope(self, name: str) -> list[Example]:
+        return [example for example in self.examples[name] if example.in_scope]
+
+    def out_of_scope(self, name: str) -> list[Example]:
+        return [example for example in self.examples[name] if not example.in_scope]
+
     def labels(self, name: str, categories: tuple[str, ...]) -> np.ndarray:
-        return np.array([categories.index(example.category) for example in self.examples[name]])
+        """Category indices of the in-scope rows of ``name``, in their order."""
+        return np.array([categories.index(example.category) for example in self.in_scope(name)])
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -172,6 +213,7 @@ class HeadFit:
     regularisation: float
     calibration_accuracy: float
     metrics: dict[str, Any]
+    ood: OutOfDistribution | None = None
 
 
 def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: RouterTrainingArgs) -> HeadFit:
@@ -179,7 +221,8 @@ def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: Rou
     from sklearn.linear_model import LogisticRegression
 
     categories = router.categories
-    features = {name: embed(embedder, examples, router, name) for name, examples in splits.examples.items()}
+    features = {name: embed(embedder, splits.in_scope(name), router, name) for name in splits.examples}
+    outside = {name: embed(embedder, splits.out_of_scope(name), router, f"{name} out-of-scope") for name in splits.examples}
     labels = {name: splits.labels(name, categories) for name in splits.examples}
 
     def fitted(strength: float) -> LogisticRegression:
@@ -197,7 +240,7 @@ def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: Rou
 
     temperature = fit_temperature(logits("calibration"), labels["calibration"])
     calibrated = softmax(logits("calibration") / temperature)
-    tau = float(np.quantile(calibrated.max(axis=1), args.fallback_share))
+    tau = more_often_wrong_below(calibrated.max(axis=1), calibrated.argmax(axis=1) == labels["calibration"])
     bound = args.entropy_fraction * math.log(len(categories))
     metrics = {
         "test": evaluate(softmax(logits("test") / temperature), labels["test"], categories, tau, bound),
@@ -206,7 +249,10 @@ def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: Rou
         "calibration_ece_before": expected_calibration_error(softmax(logits("calibration")), labels["calibration"]),
         "calibration_ece_after": expected_calibration_error(calibrated, labels["calibration"]),
     }
-    return HeadFit(weight, bias, temperature, tau, bound, strength, metrics["calibration_accuracy"], metrics)
+    ood, metrics["out_of_distribution"] = fit_ood(features["train"], outside["train"], features["calibration"], outside["calibration"])
+    if ood is not None:
+        metrics["out_of_distribution"]["test"] = rates(ood, features["test"], outside["test"])
+    return HeadFit(weight, bias, temperature, tau, bound, strength, metrics["calibration_accuracy"], metrics, ood)
 
 
 def publish_router(
@@ -244,24 +290,62 @@ def publish_router(
         training={**training, "head": "logistic-regression", "regularisation": fit.regularisation},
         metrics={**fit.metrics, **(extra_metrics or {})},
     )
-    artifact = write_router_artifact(store.root, manifest, fit.weight, fit.bias, embedder_dir=embedder_dir)
+    artifact = write_router_artifact(store.root, manifest, fit.weight, fit.bias, embedder_dir=embedder_dir, ood=fit.ood)
     if activate:
         store.use(artifact.version)
     return artifact
 
 
 def train_router(
-    config: AppConfig, args: RouterTrainingArgs = RouterTrainingArgs(), *, activate: bool = True, report_dir: Path | None = None
-) -> RouterArtifact:
-    """The first router: the configured (frozen) embedder, a fitted head and ``initial_scores``."""
+    config: AppConfig,
+    args: RouterTrainingArgs = RouterTrainingArgs(),
+    *,
+    embedder_variant: str = DEFAULT_EMBEDDER,
+    embedder_args: EmbedderTrainingArgs | None = None,
+    activate: bool = True,
+    report_dir: Path | None = None,
+) -> tuple[RouterArtifact, dict[str, Any]]:
+    """A router from the seed splits, scored with ``initial_scores``; returns it with its evaluation.
+
+    ``embedder_variant`` is ``frozen`` (the configured embedder as it ships), ``dense`` (fine-tuned
+    contrastively first: the ablation's best, the default) or ``moe``. The version is evaluated
+    through the serving code on the test split and the external set before it is made current.
+    """
+    from router_training.embedder.train import train_embedder
+    from router_training.router.evaluate import evaluate_splits, format_evaluation, read_external
+    from services.router.config import EmbedderSource
+    from services.router.loader import RouterFactory
+    from services.router.store import RouterStore
+
     router = config.router
     if router is None:
         raise ValueError("the config has no `router` section")
+    if embedder_variant not in EMBEDDER_VARIANTS:
+        raise ValueError(f"embedder_variant must be one of {list(EMBEDDER_VARIANTS)}; got {embedder_variant!r}")
     splits = Splits.read(args.data_dir, router.categories)
-    embedder = Embedder(router.embedder)
-    fit = fit_head(embedder, splits, router, args)
-    training = {key: value for key, value in asdict(args).items() if key != "data_dir"}  # data is identified by hash
-    artifact = publish_router(config, fit, embedder, splits, scores=score_table(config), training=training, activate=activate)
+    external = read_external(router.categories, args.data_dir)
+    training: dict[str, Any] = {key: value for key, value in asdict(args).items() if key != "data_dir"}  # data is identified by hash
+    training["embedder_variant"] = embedder_variant
+    with tempfile.TemporaryDirectory(prefix="router-embedder-") as scratch:
+        folder = None
+        embedder = Embedder(router.embedder)
+        if embedder_variant != FROZEN:
+            embedder_args = embedder_args or EmbedderTrainingArgs.budget()
+            training["embedder"] = asdict(embedder_args)
+            folder = train_embedder(
+                router.embedder, router.categories, splits.examples["train"], Path(scratch) / embedder_variant,
+                embedder_variant, embedder_args,  # type: ignore[arg-type]
+            )
+            embedder = Embedder(EmbedderSource(path=str(folder)), reference=f"trained:{embedder_variant}")
+        fit = fit_head(embedder, splits, router, args)
+        artifact = publish_router(
+            config, fit, embedder, splits, scores=score_table(config), training=training, embedder_dir=folder, activate=False
+        )
+    evaluation = evaluate_splits(RouterFactory(config).build(artifact), splits.examples["test"], external)
+    print(format_evaluation(evaluation))
     if report_dir is not None:
         plot_confusion(fit.metrics["test"], router.categories, report_dir / "router_confusion.png")
-    return artifact
+        write_json_atomic(report_dir / "router_evaluation.json", {"router_version": artifact.version, **evaluation})
+    if activate:
+        RouterStore(Path(router.store)).use(artifact.version)
+    return artifact, evaluation

@@ -4,6 +4,9 @@ Serving and training share this module. A router's version is a hash of its cont
 same training result always has the same version and any change to weights, taxonomy,
 thresholds or scores gives a new one. Loading verifies every hash and shape before anything is
 served; a partial or corrupt artifact is refused with a message that says what is wrong.
+
+Versions written before the out-of-distribution check existed have no ``ood`` entry; they load
+and route as they always did, and their content hash is unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from services.artifacts import (
     write_manifest,
 )
 from services.router.config import ContextPolicy
+from services.router.ood import OOD_FILE, OutOfDistribution, OutOfDistributionSettings
 
 HEAD_FILE = "head.safetensors"
 ROUTER_KIND = "router"
@@ -49,6 +53,9 @@ class RouterManifest(ArtifactManifest):
     scores: dict[str, dict[str, float]] = Field(description="s(category, expert): the runtime score table.")
     category_shares: dict[str, float] = Field(description="Share of training traffic per category (budget weights).")
     parent: str | None = Field(None, description="Version this one was derived from, if any.")
+    ood: OutOfDistributionSettings | None = Field(
+        None, description=f"The out-of-distribution check (banks in {OOD_FILE}); none in older versions."
+    )
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class RouterArtifact:
     weight: np.ndarray  # (categories, dimension)
     bias: np.ndarray  # (categories,)
     folder: Path
+    ood: OutOfDistribution | None = None
 
     @property
     def version(self) -> str:
@@ -71,17 +79,25 @@ class RouterArtifact:
 def content_version(manifest: RouterManifest) -> str:
     """Hash of everything that defines the router (not when it was written, nor what came before)."""
     payload = manifest.model_dump(mode="json", exclude={"version", "created_at", "parent"})
+    if payload.get("ood") is None:
+        payload.pop("ood", None)  # versions from before the check keep their hash
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_router_artifact(
-    store: Path, manifest: RouterManifest, weight: np.ndarray, bias: np.ndarray, *, embedder_dir: Path | None = None
+    store: Path,
+    manifest: RouterManifest,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    *,
+    embedder_dir: Path | None = None,
+    ood: OutOfDistribution | None = None,
 ) -> RouterArtifact:
     """Write a new version into ``store`` (atomically); returns it as loaded back from disk.
 
     With ``embedder_dir`` (a trained sentence-transformers directory), the embedder is copied
     into the version, every one of its files is hashed with the head, and the manifest refers
-    to it as ``artifact:embedder``.
+    to it as ``artifact:embedder``. With ``ood``, its banks are written and its settings recorded.
     """
     from safetensors.numpy import save
 
@@ -89,7 +105,10 @@ def write_router_artifact(
         raise ArtifactError(f"head shapes {weight.shape}/{bias.shape} do not match the taxonomy and embedding size")
     head = save({"weight": weight.astype(np.float32), "bias": bias.astype(np.float32)})
     files = {HEAD_FILE: hashlib.sha256(head).hexdigest()}
-    update: dict[str, Any] = {}
+    update: dict[str, Any] = {"ood": None if ood is None else ood.settings}
+    banks = None if ood is None else save(ood.tensors())
+    if banks is not None:
+        files[OOD_FILE] = hashlib.sha256(banks).hexdigest()
     if embedder_dir is not None:
         bundled = sorted(path for path in Path(embedder_dir).rglob("*") if path.is_file())
         files.update({f"{BUNDLED_EMBEDDER}/{path.relative_to(embedder_dir)}": file_sha256(path) for path in bundled})
@@ -98,10 +117,19 @@ def write_router_artifact(
     manifest = manifest.model_copy(update={"version": content_version(manifest)})
     with artifact_directory(store / manifest.version) as staging:
         (staging / HEAD_FILE).write_bytes(head)
+        if banks is not None:
+            (staging / OOD_FILE).write_bytes(banks)
         if embedder_dir is not None:
             shutil.copytree(embedder_dir, staging / BUNDLED_EMBEDDER)
         write_manifest(staging, manifest)
     return load_router_artifact(store / manifest.version)
+
+
+def derive_router_artifact(store: Path, base: RouterArtifact, **changes: Any) -> RouterArtifact:
+    """A new version in ``store`` that is ``base`` with manifest fields changed (a new score
+    table, say): the head, the bundled embedder and the out-of-distribution banks carry over."""
+    manifest = base.manifest.model_copy(update=changes)
+    return write_router_artifact(store, manifest, base.weight, base.bias, embedder_dir=base.bundled_embedder, ood=base.ood)
 
 
 def load_router_artifact(folder: Path) -> RouterArtifact:
@@ -126,4 +154,12 @@ def load_router_artifact(folder: Path) -> RouterArtifact:
     expected = (len(manifest.taxonomy), manifest.embedding_dimension)
     if weight is None or bias is None or weight.shape != expected or bias.shape != (expected[0],):
         raise ArtifactError(f"{folder}: head weights do not match the taxonomy size {expected[0]} and dimension {expected[1]}")
-    return RouterArtifact(manifest=manifest, weight=weight, bias=bias, folder=folder)
+    ood = None
+    if manifest.ood is not None:
+        if OOD_FILE not in manifest.files:
+            raise ArtifactError(f"{folder}: the manifest has an out-of-distribution check but lists no {OOD_FILE}")
+        try:
+            ood = OutOfDistribution.load(manifest.ood, folder / OOD_FILE, manifest.embedding_dimension)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ArtifactError(f"{folder}: {OOD_FILE} cannot be used: {exc}") from exc
+    return RouterArtifact(manifest=manifest, weight=weight, bias=bias, folder=folder, ood=ood)

@@ -42,7 +42,13 @@ class RouteDecision(BaseModel):
     confidence: float | None = Field(None, description="Top category probability.")
     ranked: tuple[RankedExpert, ...] = Field((), description="Alternatives, best first.")
     uncertain: bool = Field(False, description="True when the uncertainty fallback chose the expert.")
-    reason: str | None = Field(None, description="Why the fallback or policy applied.")
+    reason: str | None = Field(
+        None,
+        description='Why the fallback or policy applied; "out_of_distribution" when the request is far from all training data.',
+    )
+    ood_score: float | None = Field(
+        None, description="Distance from the router's training data (higher is further); None for routers without the check."
+    )
     router_version: str | None = Field(None, description="Router artifact version that decided.")
     truncated: bool = Field(False, description="The routing input was longer than the router reads; it saw the start.")
     cache: CacheSource | None = Field(None, description="Where the decision came from, when cached routing ran.")

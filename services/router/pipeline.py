@@ -17,6 +17,7 @@ from services.router.config import RouterConfig
 from services.router.decision import RouteDecision, RoutingKnobs
 from services.learner.features import RoutingFeatures
 from services.router.embedder import Embedder
+from services.router.ood import REASON as OUT_OF_DISTRIBUTION
 from services.router.routing_input import routing_text
 from services.router.stages import CategoryClassifier, ExpertTable, entropy
 
@@ -58,6 +59,7 @@ class StaticRouter:
         self._embedder = embedder
         self._context = manifest.context
         self._classifier = CategoryClassifier(artifact)
+        self._ood = artifact.ood  # None for versions from before the check
         self.table = ExpertTable(manifest.scores, costs, manifest.category_shares, general_expert, settings.budget)
         self.general_expert = general_expert
         self.features = features
@@ -70,6 +72,10 @@ class StaticRouter:
     @property
     def embedder(self) -> Embedder:
         return self._embedder
+
+    def expert_for(self, category: str) -> str:
+        """The expert a confident decision for ``category`` gets with the configured knobs."""
+        return self.table.rank(category, self._cost_weight)[0].expert
 
     def prepare(self, messages: Iterable[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> PreparedQuery:
         """Routing text of one request; an empty one is an :class:`InvalidRequestError`."""
@@ -98,6 +104,10 @@ class StaticRouter:
         probabilities = self._classifier.probabilities(embeddings)  # (batch, categories)
         learner_inputs = self.features.vectors(embeddings, probabilities) if self.features is not None else None
         entropies = entropy(probabilities)
+        if self._ood is not None:
+            ood_scores, outside = self._ood.flags(embeddings)
+        else:
+            ood_scores, outside = [None] * len(queries), [False] * len(queries)
         categories = self._classifier.categories
         decisions = []
         for index, (query, row, row_entropy, long) in enumerate(zip(queries, probabilities, entropies, too_long)):
@@ -107,11 +117,14 @@ class StaticRouter:
             tau = self._tau if query.knobs.confidence_threshold is None else query.knobs.confidence_threshold
             ranked = self.table.rank(categories[top], cost_weight)
             reason = None
-            if confidence < tau:
-                reason = f"confidence {confidence:.3f} is below τ={tau:.3f}"
+            if outside[index]:
+                reason = OUT_OF_DISTRIBUTION  # far from every training prompt: the category means little
+            elif confidence < tau:
+                reason = f"confidence {confidence:.3f} is below τ={tau:.3f}: the general expert answers"
             elif row_entropy > self._entropy_bound:
-                reason = f"entropy {row_entropy:.3f} is above the bound {self._entropy_bound:.3f}"
+                reason = f"entropy {row_entropy:.3f} is above the bound {self._entropy_bound:.3f}: the general expert answers"
             expert = self.general_expert if reason else ranked[0].expert
+            score = ood_scores[index]
             decisions.append(
                 RouteDecision(
                     expert=expert,
@@ -121,7 +134,8 @@ class StaticRouter:
                     confidence=round(confidence, 6),
                     ranked=ranked,
                     uncertain=reason is not None,
-                    reason=(f"{reason}: the general expert answers" if reason else None),
+                    reason=reason,
+                    ood_score=None if score is None else round(float(score), 6),
                     router_version=self.version,
                     truncated=query.clipped or long,
                     features=None if learner_inputs is None else tuple(float(v) for v in learner_inputs[index]),

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from services.router.artifact import write_router_artifact
+from services.router.artifact import derive_router_artifact
 from services.router.store import RouterStore
 
 COE = str(Path(sys.executable).parent / "coe")
@@ -55,7 +55,7 @@ def test_a_hot_swap_never_serves_the_old_versions_decisions(http: Any, trained_r
     original = store.load_current()
     scores = {category: dict(row) for category, row in original.manifest.scores.items()}
     scores["math"]["smollm2"] = 0.99
-    changed = write_router_artifact(store.root, original.manifest.model_copy(update={"scores": scores}), original.weight, original.bias)
+    changed = derive_router_artifact(store.root, original, scores=scores)
     text = unique_math()
     assert route(http, text)["cache"] == "miss"
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.router.artifact import HEAD_FILE, write_router_artifact
+from services.router.artifact import HEAD_FILE, derive_router_artifact
 from services.router.store import RouterStore
 
 MATH = [{"role": "user", "content": "What is the derivative of x^3 + 2x with respect to x?"}]
@@ -40,10 +40,12 @@ def test_auto_chat_sends_math_and_coding_to_different_adapters(openai_client: An
     assert math_completion.model_extra["route"]["router_version"] == trained_router.version
 
 
-def test_a_vague_request_falls_back_to_the_general_expert(http: Any) -> None:
-    response = http.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": "Can you help me with this?"}], "max_tokens": 2})
+@pytest.mark.parametrize("text", ["Can you help me with this?", "ok thanks"])
+def test_a_vague_request_or_chit_chat_is_out_of_distribution_and_falls_back(http: Any, text: str) -> None:
+    response = http.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": text}], "max_tokens": 2})
     route = response.json()["route"]
-    assert route["uncertain"] and route["expert"] == "smollm2" and "below τ" in route["reason"]
+    assert route["uncertain"] and route["expert"] == "smollm2" and route["reason"] == "out_of_distribution"
+    assert isinstance(route["ood_score"], float)  # sent to the client, to see how far out it was
     assert response.headers["x-coe-expert"] == "smollm2" and response.headers["x-coe-policy"] == "static"
 
 
@@ -91,8 +93,7 @@ def test_hot_swap_and_roll_back_under_concurrent_requests(base_url: str, http: A
     # A second version that sends math to the base model instead of the math adapter.
     scores = {category: dict(row) for category, row in original.manifest.scores.items()}
     scores["math"]["smollm2"] = 0.95
-    manifest = original.manifest.model_copy(update={"scores": scores, "parent": original.version})
-    changed = write_router_artifact(store.root, manifest, original.weight, original.bias)
+    changed = derive_router_artifact(store.root, original, scores=scores, parent=original.version)
     expected = {original.version: "smollm2-math", changed.version: "smollm2"}
 
     def swap_to(version: str) -> list[dict[str, Any]]:
@@ -122,8 +123,7 @@ def test_hot_swap_and_roll_back_under_concurrent_requests(base_url: str, http: A
 def test_a_corrupt_new_version_is_refused_and_the_old_one_keeps_serving(http: Any, trained_router: Any) -> None:
     store = RouterStore(trained_router.folder.parent)
     original = store.load_current()
-    manifest = original.manifest.model_copy(update={"temperature": original.manifest.temperature * 2})
-    broken = write_router_artifact(store.root, manifest, original.weight, original.bias)
+    broken = derive_router_artifact(store.root, original, temperature=original.manifest.temperature * 2)
     (broken.folder / HEAD_FILE).write_bytes(b"not safetensors")
     store.pointer.write_text(broken.version + "\n")  # as if a copy went wrong after the pointer moved
     try:

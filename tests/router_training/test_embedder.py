@@ -20,7 +20,7 @@ import pytest
 
 from router_training.embedder.pairs import OnePairPerCategoryBatchSampler, category_pairs, routing_texts
 from router_training.embedder.train import EmbedderTrainingArgs, build_model, train_embedder
-from router_training.router.data import DATA_DIR, Example, read_examples
+from router_training.router.data import DATA_DIR, OUT_OF_SCOPE, DataError, Example, read_examples
 from services.artifacts import read_manifest, verify_files
 from services.router.config import DEFAULT_CATEGORIES, EmbedderSource
 from services.router.embedder import locate_embedder
@@ -49,6 +49,10 @@ for variant, path in folders.items():
     reports[variant] = report
 print(json.dumps(reports))
 """
+
+
+# Chit-chat and task-less prompts are one more group while fine-tuning, so they gather apart.
+LABELS = (*DEFAULT_CATEGORIES, OUT_OF_SCOPE)
 
 
 @pytest.fixture(scope="module")
@@ -89,20 +93,22 @@ def assert_verified_manifest(path: Path, variant: str) -> None:
     assert set(manifest.files) == on_disk
     assert manifest.kind == "embedder"
     assert manifest.training["variant"] == variant
-    assert manifest.training["taxonomy"] == list(DEFAULT_CATEGORIES)
+    assert manifest.training["taxonomy"] == list(LABELS)
 
 
 def test_batches_hold_one_pair_per_category(train_split: list[Example]) -> None:
-    pairs = category_pairs(train_split, DEFAULT_CATEGORIES)
+    pairs = category_pairs(train_split, LABELS)
     assert len(pairs) == len(train_split)
     assert all(anchor != positive for anchor, positive in zip(pairs["anchor"], pairs["positive"]))
-    sampler = OnePairPerCategoryBatchSampler(pairs, batch_size=8, drop_last=False, valid_label_columns=["label"])
+    sampler = OnePairPerCategoryBatchSampler(pairs, batch_size=9, drop_last=False, valid_label_columns=["label"])
     batches = list(sampler)
-    assert len(batches) == len(sampler) == math.ceil(len(pairs) / 8)
+    assert len(batches) == len(sampler) == math.ceil(len(pairs) / 9)
     labels = pairs["label"]
-    assert all(sorted(labels[row] for row in batch) == list(range(8)) for batch in batches)
-    with pytest.raises(ValueError, match="at most 8"):
-        OnePairPerCategoryBatchSampler(pairs, batch_size=9, drop_last=False, valid_label_columns=["label"])
+    assert all(sorted(labels[row] for row in batch) == list(range(9)) for batch in batches)
+    with pytest.raises(ValueError, match="at most 9"):
+        OnePairPerCategoryBatchSampler(pairs, batch_size=10, drop_last=False, valid_label_columns=["label"])
+    with pytest.raises(DataError, match="'out_of_scope', which is not in the taxonomy"):
+        category_pairs(train_split, DEFAULT_CATEGORIES)
 
 
 def test_invalid_arguments_name_the_field(train_split: list[Example], tmp_path: Path) -> None:
@@ -137,9 +143,9 @@ def test_moe_run_writes_a_model_with_a_gate(moe_dir: Path, fresh_process: dict[s
     report = fresh_process["moe"]
     assert report["shape"] == [len(TEXTS), 384]
     np.testing.assert_allclose(report["norms"], 1.0, atol=1e-5)
-    assert report["gate_shape"] == [len(TEXTS), len(DEFAULT_CATEGORIES)]
+    assert report["gate_shape"] == [len(TEXTS), len(LABELS)]
     np.testing.assert_allclose(report["gate_sums"], 1.0, atol=1e-5)
-    assert report["categories"] == list(DEFAULT_CATEGORIES)
+    assert report["categories"] == list(LABELS)
     assert_verified_manifest(moe_dir, "moe")
 
 
@@ -147,7 +153,7 @@ def test_moe_gate_predicts_held_out_categories(moe_dir: Path) -> None:
     from services.router.moe_embedder import gate_probabilities, load_moe_embedder
 
     calibration = read_examples(DATA_DIR / "calibration.jsonl", DEFAULT_CATEGORIES)
-    labels = np.array([DEFAULT_CATEGORIES.index(example.category) for example in calibration])
+    labels = np.array([LABELS.index(example.category) for example in calibration])
     probabilities = gate_probabilities(load_moe_embedder(moe_dir), routing_texts(calibration))
     accuracy = float((probabilities.argmax(axis=1) == labels).mean())
     assert accuracy > 0.5, f"gate accuracy {accuracy:.2f} on calibration (chance is {1 / len(DEFAULT_CATEGORIES):.2f})"

@@ -63,6 +63,10 @@ def test_report_has_metrics_and_four_charts(pipeline_run: Path) -> None:
         for interval in item["score"].values():
             assert 0.0 <= interval["low"] <= interval["mean"] <= interval["high"] <= 1.0
     assert set(metrics["mapping"]["reward_agreement"]) <= {"math", "coding", "extraction"}
+    evaluation = metrics["evaluation"]  # the published router, through the serving code
+    assert evaluation["test"]["prompts"] == 27 and evaluation["external"]["prompts"] == 27, "3 per category and out_of_scope"
+    assert 0.0 <= evaluation["external"]["expert_choice"] <= 1.0 and "gap" in evaluation
+    assert metrics["out_of_distribution"]["neighbours"] in (1, 3, 5, 10)
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"metrics.json holds {constant}, which is not JSON")
@@ -121,7 +125,7 @@ def test_bad_data_names_file_and_line_and_changes_nothing(
     out = tmp_path / "report"
     argv = ["train", "all", "--quick", "--ray", "off", "--data", str(bad), "--out", str(out), "--config", str(config_file)]
     assert main(argv) == 2
-    assert f"{train}:5: category 'cooking' is not in the taxonomy" in capsys.readouterr().err
+    assert f"{train}:5: category 'cooking' is neither in the taxonomy" in capsys.readouterr().err
     assert not out.exists(), "no half-written report"
     assert RouterStore(Path(config.router.store)).current_version() == before
 
