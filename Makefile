@@ -42,7 +42,7 @@ adapters: install
 	$(BIN)/coe adapters train --missing
 
 # Trains the first router from the seed data when the store has none: fine-tunes the embedder
-# contrastively and fits the head (about three minutes on 2 cores).
+# contrastively and fits the head (two to four minutes on 2 cores).
 router: install
 	$(BIN)/coe train router --missing
 

@@ -215,7 +215,7 @@ def write_report(
     report.plot_mapping_evidence(mapping.evidence, mapping.assignment.expert_for, folder / "mapping_scores.png")
     costs = resolve_costs(config)
     served = RouterFactory(config).build(mapping.artifact)
-    evaluation = evaluate_splits(served, splits.examples["test"], read_external(categories, splits.data_dir))
+    evaluation = evaluate_splits(served, splits.examples["test"], read_external(categories, splits.data_dir), winner.fit.test_embeddings)
     print(format_evaluation(evaluation))
     points = sweep(served, mapping, costs, default_lambdas(served), list(TAUS))
     budgets = budget_sweep(served, mapping, costs, mapping.artifact.manifest.category_shares)

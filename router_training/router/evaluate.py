@@ -18,11 +18,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from router_training.router.data import EXTERNAL_FILE, Example, read_examples
 from services.router.ood import REASON as OUT_OF_DISTRIBUTION
-from services.router.pipeline import StaticRouter
+from services.router.pipeline import EmbeddedTexts, StaticRouter
 
 BATCH = 64
 # What the external set must reach, per kind: (figure, goal).
@@ -50,14 +51,23 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def evaluate_router(router: StaticRouter, examples: list[Example], label: str = "prompts") -> dict[str, Any]:
+def evaluate_router(
+    router: StaticRouter, examples: list[Example], label: str = "prompts", embeddings: np.ndarray | None = None
+) -> dict[str, Any]:
     """Figures for ``examples`` overall, for in-scope and out-of-scope prompts, per category and
-    per ``kind`` (when the rows name one)."""
+    per ``kind`` (when the rows name one). ``embeddings``: the rows already embedded by this
+    router's embedder (training has them), so they are not embedded twice."""
     rows: list[dict[str, Any]] = []
     progress = tqdm(total=len(examples), desc=f"evaluating on {label}", unit="prompt")
     for start in range(0, len(examples), BATCH):
         chunk = examples[start : start + BATCH]
-        decisions = router.decide([router.prepare(example.messages) for example in chunk])
+        queries = [router.prepare(example.messages) for example in chunk]
+        if embeddings is None:
+            decisions = router.decide(queries)
+        else:
+            texts = [query.text for query in queries]
+            embedded = EmbeddedTexts(embeddings[start : start + len(chunk)], router.embedder.too_long(texts))
+            decisions = router.decide_embedded(queries, embedded)
         for example, decision in zip(chunk, decisions):
             right_expert = router.expert_for(example.category) if example.in_scope else router.general_expert
             rows.append({
@@ -92,9 +102,11 @@ def read_external(taxonomy: tuple[str, ...], data_dir: Path = EXTERNAL_FILE.pare
     return read_examples(path, taxonomy) if path.is_file() else None
 
 
-def evaluate_splits(router: StaticRouter, test: list[Example], external: list[Example] | None) -> dict[str, Any]:
+def evaluate_splits(
+    router: StaticRouter, test: list[Example], external: list[Example] | None, test_embeddings: np.ndarray | None = None
+) -> dict[str, Any]:
     """The test split and the external set side by side, with the gap and the goals."""
-    report: dict[str, Any] = {"test": evaluate_router(router, test, "the test split")}
+    report: dict[str, Any] = {"test": evaluate_router(router, test, "the test split", test_embeddings)}
     if external is not None:
         report["external"] = evaluate_router(router, external, "the external set")
         test_accuracy, external_accuracy = report["test"]["in_scope"]["accuracy"], report["external"]["in_scope"]["accuracy"]

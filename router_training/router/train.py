@@ -214,6 +214,7 @@ class HeadFit:
     calibration_accuracy: float
     metrics: dict[str, Any]
     ood: OutOfDistribution | None = None
+    test_embeddings: np.ndarray | None = None  # every test row, in order: the evaluation reuses them
 
 
 def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: RouterTrainingArgs) -> HeadFit:
@@ -221,8 +222,10 @@ def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: Rou
     from sklearn.linear_model import LogisticRegression
 
     categories = router.categories
-    features = {name: embed(embedder, splits.in_scope(name), router, name) for name in splits.examples}
-    outside = {name: embed(embedder, splits.out_of_scope(name), router, f"{name} out-of-scope") for name in splits.examples}
+    embedded = {name: embed(embedder, examples, router, name) for name, examples in splits.examples.items()}
+    in_scope = {name: np.array([example.in_scope for example in examples], dtype=bool) for name, examples in splits.examples.items()}
+    features = {name: embedded[name][in_scope[name]] for name in embedded}
+    outside = {name: embedded[name][~in_scope[name]] for name in embedded}
     labels = {name: splits.labels(name, categories) for name in splits.examples}
 
     def fitted(strength: float) -> LogisticRegression:
@@ -252,7 +255,7 @@ def fit_head(embedder: Embedder, splits: Splits, router: RouterConfig, args: Rou
     ood, metrics["out_of_distribution"] = fit_ood(features["train"], outside["train"], features["calibration"], outside["calibration"])
     if ood is not None:
         metrics["out_of_distribution"]["test"] = rates(ood, features["test"], outside["test"])
-    return HeadFit(weight, bias, temperature, tau, bound, strength, metrics["calibration_accuracy"], metrics, ood)
+    return HeadFit(weight, bias, temperature, tau, bound, strength, metrics["calibration_accuracy"], metrics, ood, embedded["test"])
 
 
 def publish_router(
@@ -341,7 +344,7 @@ def train_router(
         artifact = publish_router(
             config, fit, embedder, splits, scores=score_table(config), training=training, embedder_dir=folder, activate=False
         )
-    evaluation = evaluate_splits(RouterFactory(config).build(artifact), splits.examples["test"], external)
+    evaluation = evaluate_splits(RouterFactory(config).build(artifact), splits.examples["test"], external, fit.test_embeddings)
     print(format_evaluation(evaluation))
     if report_dir is not None:
         plot_confusion(fit.metrics["test"], router.categories, report_dir / "router_confusion.png")

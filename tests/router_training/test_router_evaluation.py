@@ -32,6 +32,16 @@ def test_code_and_math_reach_their_experts_and_chit_chat_falls_back(router_train
     assert kinds["open_ended"]["accuracy"] >= 0.8, kinds["open_ended"]
 
 
+def test_reusing_the_training_embeddings_gives_the_same_figures(static_router: Any) -> None:
+    """``coe train router`` evaluates the test split on the embeddings the fit already made."""
+    from router_training.router.data import DATA_DIR, read_examples
+    from router_training.router.evaluate import evaluate_router
+
+    examples = read_examples(DATA_DIR / "test.jsonl", static_router.artifact.manifest.taxonomy)[:96]
+    embeddings = static_router.embedder.encode([static_router.prepare(example.messages).text for example in examples])
+    assert evaluate_router(static_router, examples, embeddings=embeddings) == evaluate_router(static_router, examples)
+
+
 def test_the_right_expert_follows_the_routers_own_score_table(static_router: Any) -> None:
     assert static_router.expert_for("coding") == "smollm2-code"
     assert static_router.expert_for("math") == "smollm2-math"
