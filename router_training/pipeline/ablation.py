@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from router_training.embedder.pairs import routing_texts
-from router_training.router.train import HeadFit, RouterTrainingArgs, Splits, fit_head, softmax
+from router_training.router.train import FROZEN, HeadFit, RouterTrainingArgs, Splits, fit_head, softmax
 from services.router.config import EmbedderSource, RouterConfig
 from services.router.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
-FROZEN = "frozen"
 DESCRIPTIONS = {
     FROZEN: "(a) frozen embedder + head",
     "dense": "(b) contrastive dense + head",

@@ -58,10 +58,10 @@ def fit_ood(
         )
         return OutOfDistribution(settings, train_in, train_out)
 
-    areas = {k: float(roc_auc_score(truth, detector(k).scores(embeddings))) for k in NEIGHBOURS}
+    scores = {k: detector(k).scores(embeddings) for k in NEIGHBOURS}
+    areas = {k: float(roc_auc_score(truth, scores[k])) for k in NEIGHBOURS}
     k = max(NEIGHBOURS, key=lambda value: (areas[value], -value))
-    scores = detector(k).scores(embeddings)
-    false_positive, true_positive, thresholds = roc_curve(truth, scores)
+    false_positive, true_positive, thresholds = roc_curve(truth, scores[k])
     best = int(np.argmax(true_positive - false_positive))
     # roc_curve's thresholds flag scores >= t; the check flags scores > t, so step just below.
     threshold = float(np.nextafter(thresholds[best], -np.inf))

@@ -48,7 +48,9 @@ class OutOfDistribution:
     def __init__(self, settings: OutOfDistributionSettings, in_scope: np.ndarray, out_of_scope: np.ndarray | None) -> None:
         self.settings = settings
         self._in_scope = np.ascontiguousarray(in_scope, dtype=np.float32)  # (n, dimension)
-        self._out_of_scope = None if out_of_scope is None or not len(out_of_scope) else np.ascontiguousarray(out_of_scope, dtype=np.float32)
+        self._out_of_scope = (
+            None if out_of_scope is None or not len(out_of_scope) else np.ascontiguousarray(out_of_scope, dtype=np.float32)
+        )
 
     @property
     def threshold(self) -> float:
