@@ -97,6 +97,64 @@ def artifact_directory(destination: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def durable_directory(destination: Path) -> Iterator[Path]:
+    """Yield a temporary directory; on success ``destination`` points to it after one atomic step.
+
+    For state that must survive a crash at any instant (the learner's checkpoint, whose loss
+    would silently undo acknowledged work): ``destination`` is a symlink to a sibling folder, and
+    the swap replaces the symlink with one rename, after every file and folder was fsynced. At
+    every moment ``destination`` names either the previous complete folder or the new one.
+    """
+    destination = Path(destination)
+    parent = destination.parent.resolve()
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{destination.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        _make_readable(staging)
+        _fsync_tree(staging)
+        final = parent / f".{destination.name}.{new_version()}.{os.getpid()}"
+        os.replace(staging, final)
+        link = parent / f".{destination.name}.link.{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        os.symlink(final.name, link)
+        if destination.exists() and not destination.is_symlink():
+            # A folder written before this layout: moved aside first (the one non-atomic step, once).
+            os.replace(destination, parent / f".{destination.name}.{new_version()}.legacy")
+        os.replace(link, destination)
+        _fsync_directory(parent)
+        _remove_stale_siblings(parent, destination.name, keep=final.name)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_directory(path)
+
+
+def _fsync_directory(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _remove_stale_siblings(parent: Path, name: str, keep: str) -> None:
+    """Folders of earlier swaps (and of swaps a crash interrupted) that nothing points to."""
+    for sibling in parent.glob(f".{name}.*"):
+        if sibling.name != keep and sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
 def _make_readable(folder: Path) -> None:
     """Temporary files are private (0600/0700); a finished artifact is read by other users too."""
     folder.chmod(0o755)

@@ -3,7 +3,8 @@
 Closed: calls go through. After ``failure_threshold`` consecutive failures it opens and calls
 are skipped for ``open_s``; then one probe is let through (half-open). The probe's success
 closes it, its failure opens it again. Redis restarting therefore costs a few fast failures,
-never a stream of slow ones.
+never a stream of slow ones. A probe that ends without an outcome (its caller was cancelled)
+must be given back with ``abandon``, or no call would ever be let through again.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class CircuitBreaker:
         self._failures += 1
         if self.state == BreakerState.HALF_OPEN or self._failures >= self._threshold:
             self.trip()
+
+    def abandon(self) -> None:
+        """The call ``allow`` let through ended without an outcome: the next call may probe."""
+        self._probing = False
 
     def trip(self) -> None:
         """Open now (also used when the dependency is known to be down at start)."""

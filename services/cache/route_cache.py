@@ -99,6 +99,9 @@ class RouteCache:
             return False, None
         try:
             result = await asyncio.wait_for(call(self._client), self._timeout)
+        except asyncio.CancelledError:  # the client left mid-call: no outcome, but the probe slot is freed
+            self._breaker.abandon()
+            raise
         except Exception as exc:  # timeouts, refused connections, restarts, protocol errors
             kind = "timeout" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else exc.__class__.__name__
             self.metrics.redis_errors.labels(operation, kind).inc()

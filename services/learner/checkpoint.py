@@ -25,6 +25,7 @@ from services.artifacts import (
     ArtifactError,
     ArtifactManifest,
     artifact_directory,
+    durable_directory,
     hash_files,
     new_version,
     read_manifest,
@@ -57,10 +58,17 @@ class LearnerSnapshot:
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the feature projection
 
 
-def save_snapshot(destination: Path, snapshot: LearnerSnapshot, key: bytes, *, kind: str, name: str) -> None:
-    """Write ``snapshot`` to ``destination`` atomically and sign it."""
+def save_snapshot(
+    destination: Path, snapshot: LearnerSnapshot, key: bytes, *, kind: str, name: str, durable: bool = False
+) -> None:
+    """Write ``snapshot`` to ``destination`` atomically and sign it.
+
+    ``durable``: replace an existing snapshot in one crash-safe step (see ``durable_directory``),
+    for the checkpoint that acknowledged stream entries depend on. Policy snapshots get a new
+    name per revision, and the pointer file makes their switch atomic.
+    """
     model = snapshot.model
-    with artifact_directory(destination) as staging:
+    with (durable_directory if durable else artifact_directory)(destination) as staging:
         clashes = set(snapshot.extra_tensors) & set(model.tensors())
         if clashes:
             raise ValueError(f"extra tensors reuse the model's names: {sorted(clashes)}")

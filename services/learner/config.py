@@ -133,6 +133,9 @@ class LearnerConfig(BaseModel):
     consumer: str = Field("learner-0", description="This learner's consumer name in the group.")
     read_count: int = Field(32, ge=1, le=10_000, description="Entries per XREADGROUP.")
     block_ms: int = Field(1000, ge=1, le=60_000, description="How long a read waits for new entries.")
+    max_attempts: int = Field(5, ge=1, le=1000, description="Failed applications of one entry before it goes to the dead-letter stream.")
+    retry_pause_s: float = Field(1.0, ge=0, le=60, description="Pause before an entry that failed is read again.")
+    dead_letter_stream: str = Field("coe:feedback:dead", description="Entries that failed max_attempts times, with their error.")
     checkpoint_interval_s: float = Field(10.0, gt=0, description="Applied entries are checkpointed (then acked) at least this often.")
     checkpoint_every: int = Field(64, ge=1, description="... or after this many applied entries, whichever comes first.")
     projection_dim: int = Field(32, ge=1, le=1024, description="Width of the fixed random projection of the embedding.")
@@ -156,7 +159,7 @@ class LearnerConfig(BaseModel):
             raise ValueError("learner.deployment must run exactly one replica (min_replicas = max_replicas = 1)")
         return value
 
-    _check_names = field_validator("consumer_group", "consumer")(classmethod(lambda cls, value: _check_key(value)))
+    _check_names = field_validator("consumer_group", "consumer", "dead_letter_stream")(classmethod(lambda cls, value: _check_key(value)))
 
     def hmac_key(self) -> bytes:
         """The checkpoint key: the environment variable, else the key file (made on first use)."""

@@ -5,6 +5,13 @@ Exactly once, across crashes and restarts, rests on one ordering: an entry is ac
 id of its stream. After a restart the consumer's pending entries are delivered again; those at or
 below the checkpointed position were applied already and are only acknowledged, the rest are
 applied now. Nothing acknowledged was lost, and nothing is applied twice.
+
+An entry whose application fails (an error in river or torch) stops the read batch there: the
+position stays before it and the entries from it on are read again, from this consumer's
+pending list, after a pause. After ``max_attempts`` failures the entry is moved to the
+dead-letter stream with its error, and only then passed. Publishing a policy is a consequence
+of applied entries, not part of applying one: when it fails it is tried again later, and the
+entries stay applied.
 """
 
 from __future__ import annotations
@@ -46,6 +53,14 @@ def entry_order(entry_id: str | bytes) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
+class EntryFailed(RuntimeError):
+    """Applying a stream entry raised; it stays pending and is read again after a pause."""
+
+
+class LearnerStateLost(RuntimeError):
+    """Entries were acknowledged, but the checkpoint holding their effect is gone."""
+
+
 class LearnerService:
     """One learner: its model, its stream positions, and the policy it publishes."""
 
@@ -65,7 +80,9 @@ class LearnerService:
         self.streams = (self.settings.feedback.stream, self.settings.shadow.stream)
         self.experts = sorted(expert.name for expert in config.experts)
         self.positions: dict[str, str] = dict.fromkeys(self.streams, START_ID)
-        self.unacked: dict[str, list[str]] = {stream: [] for stream in self.streams}
+        self.unacked: dict[str, dict[str, None]] = {stream: {} for stream in self.streams}  # ordered sets of ids
+        self._attempts: dict[tuple[str, str], int] = {}  # failed applications per entry, this life
+        self._publish_failing = False
         self.applied_since_checkpoint = 0
         self.last_checkpoint_at: float | None = None
         self._last_checkpoint_clock = time.monotonic()
@@ -109,6 +126,7 @@ class LearnerService:
 
     def _load_or_start(self, space: FeatureSpace) -> RoutingLearner:
         if not self.checkpoint_path.exists():
+            self._refuse_if_acknowledged_without_checkpoint()
             logger.info("learner: no checkpoint in %s; starting a new learner", self.checkpoint_path)
             return self._fresh(space)
         snapshot = load_snapshot(self.checkpoint_path, self.key)  # refuses a checkpoint that does not verify
@@ -130,6 +148,37 @@ class LearnerService:
             self.checkpoint_path, self.positions, learner.serving, learner.revision,
         )
         return learner
+
+    def _refuse_if_acknowledged_without_checkpoint(self) -> None:
+        """Starting fresh would silently drop what acknowledged entries taught; say so instead."""
+        acknowledged = {stream: count for stream in self.streams if (count := self._acknowledged(stream))}
+        if acknowledged:
+            described = ", ".join(f"{count} of {stream}" for stream, count in acknowledged.items())
+            raise LearnerStateLost(
+                f"the learner's consumer group '{self.settings.consumer_group}' has acknowledged entries ({described}), "
+                f"but there is no checkpoint at {self.checkpoint_path}: what those entries taught is gone. Restore the "
+                "checkpoint folder, or run `coe learner forget --yes` to start over (it deletes the consumer group; "
+                "the entries still in the streams are then learned again)"
+            )
+
+    def _acknowledged(self, stream: str) -> int:
+        """Entries of ``stream`` this group read and acknowledged (read minus pending)."""
+        import redis
+
+        try:
+            groups = self.redis.xinfo_groups(stream)
+        except redis.ResponseError:  # no such stream: nothing was ever read
+            return 0
+        for group in groups:
+            name = group.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) != self.settings.consumer_group:
+                continue
+            read, pending = group.get("entries-read"), int(group.get("pending") or 0)
+            if read is None:  # Redis cannot tell (the stream was trimmed or deleted from): judge by the cursor
+                last = group.get("last-delivered-id") or b"0-0"
+                return int(entry_order(last) != (0, 0) and pending == 0)
+            return max(int(read) - pending, 0)
+        return 0
 
     def _space_changes(self, stored: dict[str, Any], space: FeatureSpace, experts: list[str]) -> list[str]:
         changes = []
@@ -177,7 +226,8 @@ class LearnerService:
         """After the streams vanished, their pending lists and ids went with them: start reading afresh."""
         with self._lock:
             self._ensure_groups()
-            self.unacked = {stream: [] for stream in self.streams}
+            self.unacked = {stream: {} for stream in self.streams}
+            self._attempts.clear()
             self._pending_cursor = dict.fromkeys(self.streams, START_ID)
 
     def _read(self, block_ms: int | None) -> list[tuple[str, str, dict[bytes, bytes] | None]]:
@@ -205,16 +255,54 @@ class LearnerService:
         applied = 0
         for stream, entry_id, fields in self._read(block_ms):
             if entry_order(entry_id) <= entry_order(self.positions[stream]):
-                self.unacked[stream].append(entry_id)  # applied before the restart; acknowledge at the next checkpoint
+                self.unacked[stream][entry_id] = None  # applied before the restart; acknowledge at the next checkpoint
                 continue
-            self._apply(stream, entry_id, fields)
+            try:
+                self._apply(stream, entry_id, fields)
+            except Exception as exc:
+                if not self._dead_lettered(stream, entry_id, fields, exc):
+                    raise EntryFailed(f"entry {entry_id} of {stream} failed: {exc.__class__.__name__}: {exc}") from exc
+            else:
+                applied += 1
+            self._attempts.pop((stream, entry_id), None)
             self.positions[stream] = entry_id
-            self.unacked[stream].append(entry_id)
+            self.unacked[stream][entry_id] = None
             self.applied_since_checkpoint += 1
-            applied += 1
+            self._publish_if_due()
         if self._checkpoint_due():
             self.checkpoint()
         return applied
+
+    def _dead_lettered(self, stream: str, entry_id: str, fields: dict[bytes, bytes] | None, exc: Exception) -> bool:
+        """Count a failed application; after ``max_attempts`` move the entry to the dead-letter stream.
+
+        Until then (or when the move itself fails) the entries from this one on are read again
+        from the pending list, so the position never passes an entry that was not dealt with.
+        """
+        attempts = self._attempts.get((stream, entry_id), 0) + 1
+        self._attempts[(stream, entry_id)] = attempts
+        if attempts < self.settings.max_attempts:
+            logger.warning("learner: entry %s of %s failed (attempt %d of %d): %s: %s",
+                           entry_id, stream, attempts, self.settings.max_attempts, exc.__class__.__name__, exc)
+            self._read_again_from_positions()
+            return False
+        error = f"{exc.__class__.__name__}: {exc}"
+        letter = {"stream": stream, "id": entry_id, "error": error[:2000], "attempts": str(attempts), "failed_at": repr(time.time())}
+        if fields and EVENT_FIELD.encode() in fields:
+            letter[EVENT_FIELD] = fields[EVENT_FIELD.encode()]
+        try:
+            self.redis.xadd(self.settings.dead_letter_stream, letter)
+        except Exception:
+            self._read_again_from_positions()
+            raise
+        logger.error("learner: entry %s of %s failed %d times and was moved to %s: %s",
+                     entry_id, stream, attempts, self.settings.dead_letter_stream, error)
+        self.learner.counts["dead_lettered"] += 1
+        return True
+
+    def _read_again_from_positions(self) -> None:
+        """The next read replays this consumer's pending entries past each stream's position."""
+        self._pending_cursor = dict(self.positions)
 
     def _apply(self, stream: str, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         """Apply one entry; a malformed or trimmed one is counted and skipped, never fatal."""
@@ -240,7 +328,6 @@ class LearnerService:
             self.learner.counts["entry_malformed"] += 1
             return
         logger.debug("learner: %s %s → %s", stream, entry_id, outcome)
-        self._maybe_publish()
 
     def _apply_shadow(self, request: ShadowRequest) -> str:
         if self.evaluator is None:
@@ -264,6 +351,19 @@ class LearnerService:
         return space is None or space.identity != self.learner.space.identity
 
     # ------------------------------------------------------------------ policy
+    def _publish_if_due(self) -> None:
+        """Publish a policy change; a failure (the folder unwritable, the disk full) is retried later."""
+        try:
+            self._maybe_publish()
+        except Exception as exc:
+            self.learner.counts["publish_failed"] += 1
+            if not self._publish_failing:
+                logger.error("learner: publishing the routing policy failed (%s: %s); retrying after later entries",
+                             exc.__class__.__name__, exc)
+            self._publish_failing = True
+            return
+        self._publish_failing = False
+
     def _maybe_publish(self) -> None:
         change, reason = self.learner.policy_change()
         if change is None:
@@ -301,6 +401,7 @@ class LearnerService:
             self.key,
             kind="learner-checkpoint",
             name=self.settings.consumer,
+            durable=True,
         )
         self.applied_since_checkpoint = 0
         self.last_checkpoint_at = saved_at
@@ -351,9 +452,11 @@ class LearnerService:
                 # The streams were deleted or Redis came back empty: recreate the group and carry on.
                 logger.warning("learner: the consumer group is gone from %s (%s); creating it again", url, exc)
                 self._recreate_groups()
-            except Exception:  # the loop must outlive any one bad step; the entry stays pending
+            except EntryFailed:  # logged where it failed; it is read again after the pause
+                stop.wait(self.settings.retry_pause_s)
+            except Exception:  # the loop must outlive any one bad step; the entries stay pending
                 logger.exception("learner: step failed; retrying")
-                stop.wait(1.0)
+                stop.wait(self.settings.retry_pause_s)
         try:
             self.checkpoint()
         except Exception:  # the last checkpoint failed: entries stay pending and are replayed, not lost
@@ -376,11 +479,19 @@ class LearnerService:
             "router_steps": learner.model.router_steps,
             "positions": dict(self.positions),
             "unacknowledged": sum(len(ids) for ids in self.unacked.values()),
+            "dead_letters": self._dead_letter_count(),
             "last_checkpoint_at": self.last_checkpoint_at,
             "feature_space": learner.space.describe(),
             "resets": list(self.resets),
             "shadow_evaluation": self._shadow_status(),
         }
+
+    def _dead_letter_count(self) -> int | None:
+        """Entries waiting in the dead-letter stream (None while Redis does not answer)."""
+        try:
+            return int(self.redis.xlen(self.settings.dead_letter_stream))
+        except Exception:
+            return None
 
     def _shadow_status(self) -> dict[str, Any]:
         if isinstance(self.evaluator, RewardModelWatcher):

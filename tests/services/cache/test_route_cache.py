@@ -132,3 +132,36 @@ def test_redis_url_from_the_environment_wins_and_passwords_are_redacted(monkeypa
     config = CacheConfig()
     assert config.resolved_url() == "rediss://:pw@cache.internal:6380/2"
     assert redacted(config.resolved_url()) == "rediss://:***@cache.internal:6380/2"
+
+
+def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(tmp_path) -> None:
+    """A client that disconnects cancels the router call, and with it the half-open probe to Redis.
+    Redis is frozen (SIGSTOP) so that the probe is in flight when it is cancelled."""
+    import signal
+
+    from tests.conftest import RedisServer
+
+    server = RedisServer(free_port(), tmp_path)
+    server.start()
+    try:
+        async def scenario() -> None:
+            cache = new_cache(server.url, timeout_ms=2000, breaker={"failure_threshold": 1, "open_s": 0.2})
+            server.client().set(key(cache, "q"), decision().model_dump_json())
+            cache._breaker.trip()
+            await asyncio.sleep(0.25)  # open time over: the next lookup is the probe
+            server._process.send_signal(signal.SIGSTOP)
+            try:
+                probe = asyncio.create_task(cache.get(key(cache, "q"), VERSION))
+                await asyncio.sleep(0.2)
+                probe.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await probe
+            finally:
+                server._process.send_signal(signal.SIGCONT)
+            found, source = await cache.get(key(cache, "q"), VERSION)
+            assert source == "redis" and found.expert == "smollm2-math", "after a cancelled probe, Redis is used again"
+            assert cache.breaker_state == BreakerState.CLOSED
+
+        asyncio.run(scenario())
+    finally:
+        server.stop()

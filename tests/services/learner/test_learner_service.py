@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,60 +16,14 @@ import pytest
 from services.config import AppConfig
 from services.learner.checkpoint import RIVER_NAME, CheckpointError, load_snapshot
 from services.learner.config import LearnerConfig
-from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent, ShadowRequest
-from services.learner.features import FeatureSpace, feature_space
+from services.learner.events import FeedbackEvent, ShadowRequest
+from services.learner.features import FeatureSpace
 from services.learner.online import RoutingLearner, ShadowOutcome, static_choice
 from services.learner.serving import PolicyFollower
 from services.learner.service import LearnerService
 from services.learner.shadow import RewardModelWatcher
 from services.router.decision import RankedExpert, RouteDecision
-
-
-@pytest.fixture
-def learner_config(app_config: AppConfig, tmp_path: Path, trained_router: Any) -> AppConfig:
-    """The session config with streams and a state directory of this test's own."""
-    suffix = uuid.uuid4().hex[:8]
-    learner = LearnerConfig(
-        directory=str(tmp_path / "learner"),
-        hmac_key_file=str(tmp_path / "learner.key"),
-        consumer_group=f"test-{suffix}",
-        read_count=3,
-        checkpoint_every=4,
-        checkpoint_interval_s=3600,
-        feedback={"stream": f"test:feedback:{suffix}"},
-        shadow={"stream": f"test:shadow:{suffix}", "sample_rate": 0.5},
-        promotion={"window": 10, "min_events": 5, "margin": 0.05, "refresh_every_events": 1000},
-        driftmoe={"n_trees": 4, "top_k": 2, "batch_size": 4, "grace_period": 5, "split_confidence": 0.01, "use_adwin": True},
-    )
-    return app_config.model_copy(update={"learner": learner})
-
-
-def space_of(config: AppConfig, trained_router: Any) -> FeatureSpace:
-    return feature_space(trained_router, config.learner)
-
-
-def features_for(space: FeatureSpace, category: str, rng: np.random.Generator) -> tuple[float, ...]:
-    """A request clearly of ``category``: its probability near one, the projection random."""
-    probabilities = np.full(len(space.taxonomy), 0.01)
-    probabilities[space.taxonomy.index(category)] = 1 - 0.01 * (len(space.taxonomy) - 1)
-    return tuple(float(v) for v in np.concatenate([rng.normal(0, 0.3, space.projection_dim), probabilities]))
-
-
-def record(features: tuple[float, ...], expert: str, router_version: str, category: str, ranked: tuple[str, ...] = ()) -> CompletionRecord:
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    decision = RouteDecision(
-        expert=expert, policy="static", category=category, router_version=router_version, features=features,
-        ranked=tuple(RankedExpert(expert=name, score=1.0 - i / 10) for i, name in enumerate(ranked or (expert,))),
-    )
-    return CompletionRecord(id=completion_id, created=int(time.time()), requested_model="auto", expert=expert, decision=decision)
-
-
-def append(redis: Any, stream: str, event: FeedbackEvent | ShadowRequest) -> str:
-    return redis.xadd(stream, {EVENT_FIELD: event.model_dump_json()}).decode()
-
-
-def pending(redis: Any, config: AppConfig) -> int:
-    return int(redis.xpending(config.learner.feedback.stream, config.learner.consumer_group)["pending"])
+from tests.services.learner.streams import append, features_for, pending, record, space_of
 
 
 def test_every_feedback_is_applied_exactly_once_across_restarts(learner_config: AppConfig, redis_server: Any, trained_router: Any) -> None:

@@ -1,0 +1,43 @@
+"""Stream helpers of the learner tests: routing features of a clear category, records, appends."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from services.config import AppConfig
+from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent, ShadowRequest
+from services.learner.features import FeatureSpace, feature_space
+from services.router.decision import RankedExpert, RouteDecision
+
+
+def space_of(config: AppConfig, trained_router: Any) -> FeatureSpace:
+    return feature_space(trained_router, config.learner)
+
+
+def features_for(space: FeatureSpace, category: str, rng: np.random.Generator) -> tuple[float, ...]:
+    """A request clearly of ``category``: its probability near one, the projection random."""
+    probabilities = np.full(len(space.taxonomy), 0.01)
+    probabilities[space.taxonomy.index(category)] = 1 - 0.01 * (len(space.taxonomy) - 1)
+    return tuple(float(v) for v in np.concatenate([rng.normal(0, 0.3, space.projection_dim), probabilities]))
+
+
+def record(features: tuple[float, ...], expert: str, router_version: str, category: str, ranked: tuple[str, ...] = ()) -> CompletionRecord:
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    decision = RouteDecision(
+        expert=expert, policy="static", category=category, router_version=router_version, features=features,
+        ranked=tuple(RankedExpert(expert=name, score=1.0 - i / 10) for i, name in enumerate(ranked or (expert,))),
+    )
+    return CompletionRecord(id=completion_id, created=int(time.time()), requested_model="auto", expert=expert, decision=decision)
+
+
+def append(redis: Any, stream: str, event: FeedbackEvent | ShadowRequest) -> str:
+    return redis.xadd(stream, {EVENT_FIELD: event.model_dump_json()}).decode()
+
+
+def pending(redis: Any, config: AppConfig, stream: str | None = None) -> int:
+    """Entries of ``stream`` (default: the feedback stream) delivered to the learner and not acknowledged."""
+    return int(redis.xpending(stream or config.learner.feedback.stream, config.learner.consumer_group)["pending"])
