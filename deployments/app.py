@@ -22,6 +22,7 @@ from services.experts.loading import OFFLINE_ENV
 
 INGRESS_DEPLOYMENT = "ingress"
 LEARNER_DEPLOYMENT = "learner"
+HTTP_TIMEOUT_MARGIN_S = 30.0
 
 
 class BuildArgs(BaseModel):
@@ -53,6 +54,12 @@ def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
         "max_queued_requests": options.max_queued_requests,
         "autoscaling_config": autoscaling,
     }
+
+
+def http_options(config: AppConfig, host: str, port: int) -> dict[str, Any]:
+    """Serve's HTTP options; its request timeout backs up the ingress's own deadline (which
+    answers first, with a 504 in OpenAI's shape) in case the ingress itself is stuck."""
+    return {"host": host, "port": port, "request_timeout_s": config.ingress.timeouts.request_s + HTTP_TIMEOUT_MARGIN_S}
 
 
 def deployment_plan(config: AppConfig) -> dict[str, DeploymentOptions]:

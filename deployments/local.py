@@ -85,7 +85,7 @@ def running_app(
     import ray
     from ray import serve
 
-    from deployments.app import build_app_from_config
+    from deployments.app import build_app_from_config, http_options
 
     if address:
         ray.init(address=address)
@@ -93,7 +93,7 @@ def running_app(
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
     stop_on_signals()
     try:
-        serve.start(http_options={"host": host, "port": port})
+        serve.start(http_options=http_options(config, host, port))
         serve.run(build_app_from_config(config), name=config.app_name, route_prefix=config.route_prefix, blocking=False)
         url = display_url(host, port)
         wait_until_ready(url, ready_timeout_s)

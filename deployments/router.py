@@ -145,13 +145,23 @@ class RouterServer:
 
 
 def _decide_grouped(items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:
-    """Decide a batch; requests that straddle a swap are grouped by the version they started on."""
+    """Decide a batch; requests that straddle a swap are grouped by the version they started on.
+
+    Answers go back by position, so a router that returned fewer decisions than it was asked
+    for would hand one request another's answer: that fails the whole batch instead.
+    """
     results: list[RouteDecision | None] = [None] * len(items)
     by_router: dict[int, list[int]] = {}
     for index, (router, _) in enumerate(items):
         by_router.setdefault(id(router), []).append(index)
     for indices in by_router.values():
         router = items[indices[0]][0]
-        for index, decision in zip(indices, router.decide([items[i][1] for i in indices])):
+        decisions = router.decide([items[i][1] for i in indices])
+        if len(decisions) != len(indices):
+            raise RuntimeError(f"router {router.version} returned {len(decisions)} decisions for {len(indices)} requests")
+        for index, decision in zip(indices, decisions):
             results[index] = decision
-    return [decision for decision in results if decision is not None]
+    missing = [index for index, decision in enumerate(results) if decision is None]
+    if missing:
+        raise RuntimeError(f"no decision for batch positions {missing}")
+    return results  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from deployments.app import deployment_options, deployment_plan
+from deployments.app import deployment_options, deployment_plan, http_options
 from services.config import AppConfig
 
 IMPORT_PATH = "deployments.app:build_app"
@@ -24,7 +24,7 @@ def render_serve_config(config: AppConfig, *, config_arg: str, host: str = "0.0.
     deployments = [{"name": name, **deployment_options(options)} for name, options in deployment_plan(config).items()]
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": host, "port": port},
+        "http_options": http_options(config, host, port),
         "applications": [
             {
                 "name": config.app_name,

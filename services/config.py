@@ -31,6 +31,42 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
 CONFIG_ENV_VAR = "COE_CONFIG"
 
 
+class IngressTimeouts(BaseModel):
+    """How long the ingress waits, so that no request holds its slot forever.
+
+    Past ``route_s`` the default expert answers (as when the router is down); past the expert
+    limits or the overall deadline the client gets a 504, or an error event on a stream.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    route_s: float = Field(10.0, gt=0, description="Router call.")
+    first_event_s: float = Field(120.0, gt=0, description="Expert call until its first event (queueing and prefill included).")
+    between_events_s: float = Field(60.0, gt=0, description="Expert stream, between two events.")
+    request_s: float = Field(600.0, gt=0, description="Whole chat request, from arrival to the last byte.")
+
+
+class ExpertBreakerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failure_threshold: int = Field(3, ge=1, description="Consecutive failures of an expert that open its breaker.")
+    open_s: float = Field(30.0, gt=0, description="How long an open breaker skips the expert before one probe.")
+
+
+class FailoverOptions(BaseModel):
+    """What a routed request does when its expert fails: the next expert of the decision's ranking.
+
+    Only routed requests (``model: auto``) fail over; a request naming an expert gets a 503 with
+    Retry-After at once. Experts on the deployment that just failed are skipped (its replica is
+    what failed), and so are experts whose breaker is open.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_attempts: int = Field(3, ge=1, le=10, description="Experts tried for one routed request, the first included.")
+    breaker: ExpertBreakerOptions = Field(default_factory=ExpertBreakerOptions)
+
+
 class IngressOptions(BaseModel):
     """Limits of the HTTP ingress.
 
@@ -42,6 +78,8 @@ class IngressOptions(BaseModel):
 
     max_concurrent_requests: int = Field(32, ge=1, description="Chat requests in flight per ingress replica.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger ones get 413.")
+    timeouts: IngressTimeouts = Field(default_factory=IngressTimeouts)
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(num_cpus=0.25, max_ongoing_requests=128, max_queued_requests=256),
     )
@@ -74,6 +112,7 @@ class AppConfig(BaseModel):
         description="Feedback, shadow evaluation and the DriftMoE online learner.",
     )
     ingress: IngressOptions = Field(default_factory=IngressOptions)
+    failover: FailoverOptions = Field(default_factory=FailoverOptions)
     app_name: str = Field("coe", description="Serve application name.")
     route_prefix: str = Field("/", description="HTTP route prefix of the application.")
     source_path: str | None = Field(None, description="File this config was read from (set by the loader).")

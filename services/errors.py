@@ -121,3 +121,23 @@ class ModelFilesMissingError(CoeError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class RequestTooLargeError(CoeError):
+    """The request body is larger than the ingress accepts (413)."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="request_too_large")
+
+
+class DeadlineExceededError(CoeError):
+    """An expert did not answer in time, or the request outlived its deadline (504)."""
+
+    status_code = 504
+    error_type = "timeout_error"
+
+    def __init__(self, message: str, *, code: str = "deadline_exceeded") -> None:
+        super().__init__(message, code=code)

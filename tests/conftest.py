@@ -25,6 +25,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TEST_INGRESS_LIMIT = 8
 TEST_RETRY_AFTER_S = 2
+FAULT_DRILL = "coe-fault-drill:engine-step"  # a prompt holding it fails its batch on the default expert
+TEST_BREAKER_OPEN_S = 3.0
+TWIN_EXPERT = "smollm2-twin"  # the default expert's model in a deployment of its own: somewhere to fail over to
 
 
 SERVED_APP_FIXTURES = frozenset({"base_url", "ray_cluster"})
@@ -184,6 +187,15 @@ def app_config(
             "api_key_env": "COE_TEST_UNSET_KEY",
         }
     )
+    default = next(expert for expert in raw["experts"] if expert["name"] == "smollm2")
+    default["batching"] = {**default.get("batching", {}), "fault_drill": FAULT_DRILL}
+    twin = {key: value for key, value in copy.deepcopy(default).items() if key not in ("batching", "description")}
+    twin.update(name=TWIN_EXPERT, description="The default expert's model, served apart.")
+    twin["deployment"] = {**twin["deployment"], "num_cpus": 0.1}
+    raw["experts"].append(twin)
+    for scores in raw["router"]["initial_scores"].values():
+        scores[TWIN_EXPERT] = 0.35  # ranked after the experts of the default deployment, before the remote ones
+    raw["failover"] = {"max_attempts": 3, "breaker": {"failure_threshold": 3, "open_s": TEST_BREAKER_OPEN_S}}
     raw["ingress"]["max_concurrent_requests"] = TEST_INGRESS_LIMIT
     raw["ingress"]["retry_after_s"] = TEST_RETRY_AFTER_S
     return config_from(raw)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from cachetools import TTLCache
 from pydantic import ValidationError
 
-from services.cache.breaker import BreakerState, CircuitBreaker
+from services.breaker import BreakerState, CircuitBreaker
 from services.cache.config import CacheConfig, redacted
 from services.cache.connection import async_client, sync_client
 from services.cache.metrics import CacheMetrics
@@ -180,11 +180,13 @@ class RouteCache:
         if "l1" in levels:
             result["l1_removed"] = self.clear_l1(version)
         if "redis" in levels and self._client is not None:
+            client = sync_client(self.config, timeout_s=5.0)
             try:
-                client = sync_client(self.config, timeout_s=5.0)
                 result["redis_removed"] = await asyncio.to_thread(admin.flush, client, self.config.namespace, version)
             except Exception as exc:  # reported, not raised: flushing must not break the router
                 result["redis_error"] = f"{exc.__class__.__name__}: {exc}"
+            finally:
+                client.close()  # one connection per flush, not one left open per flush
         return result
 
     def stats(self) -> dict[str, Any]:

@@ -59,6 +59,14 @@ class BatchingOptions(FrozenModel):
     max_batch_size: int = Field(8, ge=1, le=256, description="Rows decoded together.")
     batch_wait_ms: float = Field(15.0, ge=0, description="How long an idle expert waits for more arrivals to prefill together.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: all cores.")
+    prefill_token_budget: int = Field(
+        2048, ge=16, description="Prompt tokens prefilled in one forward pass; more newcomers wait for the next step. "
+        "A longer prompt is prefilled alone."
+    )
+    fault_drill: str | None = Field(
+        None, description="Fault drills only: a decode step whose batch holds a prompt containing this text fails, "
+        "as a broken kernel would. Leave unset in service."
+    )
 
 
 class _ExpertBase(FrozenModel):

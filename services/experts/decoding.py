@@ -95,6 +95,7 @@ class DecodingRow:
     generator: torch.Generator | None = None
     finished: bool = False
     cancelled: bool = False
+    drill: bool = False  # the prompt carries the configured fault drill
     _counts: torch.Tensor | None = field(default=None, repr=False)
 
     @property

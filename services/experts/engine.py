@@ -9,6 +9,11 @@ Rows keep their own settings (see ``decoding``), and PEFT's mixed-adapter forwar
 row's adapter, so one batch serves several LoRA experts without ever switching the model's
 active adapter. Adapter loading and unloading run on the same thread between steps, which
 serialises every change to the model without locks around it.
+
+Whatever fails inside a step, every row taken from the queue gets a terminal event: the rows of
+the broken batch get an error, the batch state is dropped, and the next step starts clean.
+Prefill admits newcomers up to a token budget, so one step's latency stays bounded however many
+long prompts arrive together.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class BatchingEngine:
         self._adapters: dict[str, int] = {}  # loaded adapter name -> generation of its latest load
         self._load_generations = itertools.count(1)
         self._batch: KVBatch | None = None
+        self._admitting: list[DecodingRow] = []  # taken from the queue, not yet in the batch
         self._closed = False
         self.stats = EngineStats()
         self._worker = threading.Thread(target=self._work, name=f"engine-{name}", daemon=True)
@@ -105,7 +111,7 @@ class BatchingEngine:
         self, request: GenerationRequest, *, adapter: str | None, max_context_tokens: int
     ) -> AsyncIterator[GenerationEvent]:
         """Stream the events of one request; closing the iterator cancels its row."""
-        prompt_ids = self.tokenize_prompt(request)
+        prompt_ids = await asyncio.to_thread(self.tokenize_prompt, request)  # the replica's event loop stays free
         budget = self.completion_budget(request, len(prompt_ids), max_context_tokens)
         if adapter is not None and adapter not in self._adapters:
             raise ServiceUnavailableError(f"adapter '{adapter}' is not loaded on this replica")
@@ -118,6 +124,8 @@ class BatchingEngine:
             assembler=TextAssembler(self._tokenizer, self._eos_ids, request.stop, budget),
             emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
             generator=self._generator_for(request),
+            drill=self._options.fault_drill is not None
+            and any(self._options.fault_drill in message.content for message in request.messages),
         )
         with self._lock:
             self._pending.append(row)
@@ -163,8 +171,16 @@ class BatchingEngine:
                 if self._batch is not None:
                     self._step()
                 self.stats.busy_seconds += time.perf_counter() - started
-            except Exception:  # the worker must survive anything a batch does
-                logger.exception("engine step failed")
+            except Exception as exc:  # the worker must survive anything a batch does
+                logger.exception("engine step failed; failing its rows and dropping the batch")
+                self._recover(exc)
+
+    def _recover(self, error: BaseException) -> None:
+        """Fail every row in flight (batch and admission) and start from an empty batch."""
+        rows = [*(self._batch.rows if self._batch is not None else ()), *self._admitting]
+        self._batch, self._admitting = None, []
+        self._fail(rows, ServiceUnavailableError(f"generation failed: {error.__class__.__name__}: {error}"))
+        self.stats.active_rows = 0
 
     def _run_commands(self) -> None:
         while self._commands:
@@ -195,12 +211,19 @@ class BatchingEngine:
     def _admit(self) -> None:
         """Prefill waiting requests and merge them into the running batch."""
         room = self._options.max_batch_size - (len(self._batch.rows) if self._batch else 0)
+        budget = self._options.prefill_token_budget
         with self._lock:
             newcomers: list[DecodingRow] = []
+            tokens = 0
             while self._pending and len(newcomers) < room:
-                row = self._pending.popleft()
+                row = self._pending[0]
+                if newcomers and tokens + len(row.prompt_ids) > budget:
+                    break  # the rest wait for the next step; a prompt over the budget goes alone
+                self._pending.popleft()
                 if not row.cancelled:
                     newcomers.append(row)
+                    tokens += len(row.prompt_ids)
+            self._admitting = newcomers
         for row in newcomers:
             if row.adapter is not None and row.adapter not in self._adapters:
                 self._fail([row], ServiceUnavailableError(f"adapter '{row.adapter}' was unloaded; retry the request"))
@@ -210,14 +233,16 @@ class BatchingEngine:
         try:
             incoming = KVBatch.prefill(self._model, self._tokenizer, newcomers, self._adapter_names(newcomers))
             tokens = choose_tokens(newcomers, incoming.last_logits)
-        except Exception as exc:
+        except Exception as exc:  # the newcomers fail; the running batch is untouched and goes on
             logger.exception("prefill of %d rows failed", len(newcomers))
+            self._admitting = []
             self._fail(newcomers, ServiceUnavailableError(f"generation failed: {exc.__class__.__name__}: {exc}"))
             return
         self.stats.prefills += 1
         self.stats.rows += len(newcomers)
         self._advance(incoming, tokens)
         self._batch = incoming if self._batch is None else self._batch.merge(incoming)
+        self._admitting = []
         self._batch = self._batch.without_finished()
         self.stats.active_rows = len(self._batch.rows) if self._batch else 0
         self.stats.largest_batch = max(self.stats.largest_batch, self.stats.active_rows)
@@ -228,20 +253,16 @@ class BatchingEngine:
         self._batch = batch
         if batch is None:
             return
-        try:
-            batch.decode_step(self._model, self._adapter_names(batch.rows))
-            tokens = choose_tokens(batch.rows, batch.last_logits)
-        except Exception as exc:
-            logger.exception("decode step of %d rows failed", len(batch.rows))
-            self._fail(batch.rows, ServiceUnavailableError(f"generation failed: {exc.__class__.__name__}: {exc}"))
-            self._batch = None
-            return
+        batch.decode_step(self._model, self._adapter_names(batch.rows))  # a failure here is recovered by ``_work``
+        tokens = choose_tokens(batch.rows, batch.last_logits)
         self.stats.steps += 1
         self._advance(batch, tokens)
         self._batch = batch.without_finished()
         self.stats.active_rows = len(self._batch.rows) if self._batch else 0
 
     def _advance(self, batch: KVBatch, tokens: torch.Tensor) -> None:
+        if any(row.drill and not row.done for row in batch.rows):
+            raise RuntimeError("fault drill: this step fails as a broken kernel would")
         live = sum(not row.done for row in batch.rows)
         advance_rows(batch.rows, tokens.tolist())
         batch.next_tokens = tokens

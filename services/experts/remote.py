@@ -85,8 +85,13 @@ class RemoteChatBackend:
 
 
 async def _events(response: httpx.Response) -> AsyncIterator[GenerationEvent]:
-    """Parse upstream SSE into events; the finish event carries usage when upstream sends it."""
+    """Parse upstream SSE into events; the finish event carries usage when upstream sends it.
+
+    A stream that ends without ``[DONE]`` and without a finish reason was cut off (the upstream
+    crashed or a proxy timed out): that is an error, not an answer that happened to stop.
+    """
     finish: str | None = None
+    done = False
     text_chunks = 0
     usage: dict[str, int] = {}
     async for line in response.aiter_lines():
@@ -94,6 +99,7 @@ async def _events(response: httpx.Response) -> AsyncIterator[GenerationEvent]:
             continue
         data = line[len("data:"):].strip()
         if data == "[DONE]":
+            done = True
             break
         try:
             chunk = json.loads(data)
@@ -111,6 +117,8 @@ async def _events(response: httpx.Response) -> AsyncIterator[GenerationEvent]:
                 yield GenerationEvent(text=content)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
+    if finish is None and not done:
+        raise UpstreamError("upstream ended the stream without finishing the answer (no finish_reason, no [DONE])")
     yield GenerationEvent(
         finish_reason="length" if finish == "length" else "stop",
         prompt_tokens=int(usage.get("prompt_tokens", 0)),

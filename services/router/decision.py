@@ -30,6 +30,15 @@ class RankedExpert(BaseModel):
     score: float = Field(description="Higher is better; comparable within one decision only.")
 
 
+class FailoverAttempt(BaseModel):
+    """An expert that was tried for a routed request and failed, and why."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expert: str
+    error: str
+
+
 class RouteDecision(BaseModel):
     """Which expert answers, chosen how, and how sure the router was."""
 
@@ -55,6 +64,9 @@ class RouteDecision(BaseModel):
     policy_revision: int | None = Field(
         None, description="Online-policy revision the decision was made under (it is part of the cache key)."
     )
+    failovers: tuple[FailoverAttempt, ...] = Field(
+        (), description="Experts tried before the one that answered (`expert`), each with its error."
+    )
     features: tuple[float, ...] | None = Field(
         None,
         exclude=True,
@@ -77,4 +89,5 @@ class RouteDecision(BaseModel):
             "x-coe-route-confidence": "none" if self.confidence is None else f"{self.confidence:.4f}",
             "x-coe-router-version": self.router_version or "none",
             "x-coe-policy-revision": "none" if self.policy_revision is None else str(self.policy_revision),
+            "x-coe-failovers": str(len(self.failovers)),
         }

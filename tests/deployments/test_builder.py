@@ -17,6 +17,7 @@ def test_plan_has_one_deployment_per_base_and_remote_plus_ingress(app_config) ->
         "expert-remote-smollm2",
         "expert-remote-without-key",
         "expert-smollm2",
+        "expert-smollm2-twin",
         "ingress",
         "learner",
         "router",

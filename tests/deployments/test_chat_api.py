@@ -99,7 +99,7 @@ def test_seeded_sampling_is_reproducible(openai_client: Any) -> None:
 
 def test_models_lists_auto_and_every_expert(openai_client: Any) -> None:
     models = {model.id: model for model in openai_client.models.list()}
-    assert set(models) == {"auto", "smollm2", "smollm2-math", "smollm2-code", "remote-smollm2", "remote-without-key"}
+    assert set(models) == {"auto", "smollm2", "smollm2-math", "smollm2-code", "smollm2-twin", "remote-smollm2", "remote-without-key"}
     assert models["smollm2"].model_extra["kind"] == "gguf"
     assert models["smollm2-math"].model_extra["base"] == "smollm2"
     assert abs(models["smollm2"].model_extra["cost"] - 0.1345) < 1e-3
@@ -109,4 +109,7 @@ def test_health_and_readiness(http: Any) -> None:
     assert http.get("/healthz").json() == {"status": "ok"}
     ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
-    assert set(ready.json()["deployments"]) == {"expert-smollm2", "expert-remote-smollm2", "expert-remote-without-key", "router"}
+    assert set(ready.json()["deployments"]) == {
+        "expert-smollm2", "expert-smollm2-twin", "expert-remote-smollm2", "expert-remote-without-key", "router"
+    }
+    assert set(ready.json()["expert_breakers"].values()) == {"closed"}

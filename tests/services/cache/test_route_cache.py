@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from services.cache.breaker import BreakerState
+from services.breaker import BreakerState
 from services.cache.config import CacheConfig
 from services.cache.route_cache import RouteCache, ServingVersion, cache_key
 from services.router.decision import RankedExpert, RouteDecision
@@ -165,3 +165,4 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(tmp_path) -> Non
         asyncio.run(scenario())
     finally:
         server.stop()
+

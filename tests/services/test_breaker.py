@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.cache.breaker import BreakerState, CircuitBreaker
+from services.breaker import BreakerState, CircuitBreaker
 
 
 class Clock:

@@ -1,5 +1,7 @@
 """A circuit breaker: after repeated failures, stop calling a dependency for a while.
 
+The route cache guards Redis with one; the ingress guards each expert with one.
+
 Closed: calls go through. After ``failure_threshold`` consecutive failures it opens and calls
 are skipped for ``open_s``; then one probe is let through (half-open). The probe's success
 closes it, its failure opens it again. Redis restarting therefore costs a few fast failures,
@@ -36,6 +38,12 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._probing = False
+
+    def retry_after_s(self) -> float:
+        """Seconds until an open breaker lets a probe through (0 when it would now)."""
+        if self.state != BreakerState.OPEN:
+            return 0.0
+        return max(0.0, self._open_s - (self._clock() - self._opened_at))
 
     def _become(self, state: BreakerState) -> None:
         if state != self.state:
