@@ -128,6 +128,8 @@ class BackgroundJob:
             self._say(f"finished{paused}")
         elif code < 0:
             self._say(f"stopped by signal {-code}")
+        elif self._stopping.is_set():  # interrupted by ``stop``; code it was in (an import) turned Ctrl-C into an error
+            self._say(f"stopped by signal {int(signal.SIGINT)} (it exited with code {code})")
         else:
             self._say(f"failed with exit code {code}; the service runs on without it")
 

@@ -60,6 +60,7 @@ class Ingress:
         self._learner = learner  # DeploymentHandle of the online learner; off the request path, not in /readyz
         self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests, config.ingress.retry_after_s)
         self._calls = ExpertCaller(config, experts)
+        self._draining = False
         self._costs = resolve_costs(config)
         self._created = now()
         self._feedback = FeedbackStore(config)
@@ -90,6 +91,25 @@ class Ingress:
         body = {"status": "ready" if ready else "not_ready", "deployments": results, "expert_breakers": self._calls.breaker_states()}
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    async def drain(self) -> dict[str, Any]:
+        """Shutdown's first step: refuse new requests (503), let those in flight finish, up to ``drain_s``."""
+        self._draining = True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while self._limiter.in_flight and loop.time() - started < self._config.ingress.drain_s:
+            await asyncio.sleep(0.1)
+        return {"in_flight_left": self._limiter.in_flight, "waited_s": round(loop.time() - started, 3)}
+
+    def _refuse_if_draining(self) -> None:
+        if self._draining:
+            raise ServiceUnavailableError(
+                "coe-router is shutting down and takes no new requests; retry the request", code="shutting_down"
+            )
+
+    def _admit(self) -> Slot:
+        self._refuse_if_draining()
+        return self._limiter.acquire()
+
     async def status(self, request: Request) -> JSONResponse:
         """``GET /admin/status``: this ingress replica's requests in flight, expert breakers, and engine counters."""
 
@@ -104,6 +124,7 @@ class Ingress:
         return JSONResponse({
             "in_flight": self._limiter.in_flight,
             "limit": self._limiter.limit,
+            "draining": self._draining,
             "expert_breakers": self._calls.breaker_states(),
             "engines": engines,
         })
@@ -158,6 +179,7 @@ class Ingress:
 
     async def route_only(self, request: Request) -> JSONResponse:
         """``POST /v1/route``: the decision a chat request would get, without generating."""
+        self._refuse_if_draining()
         chat = parse_chat_request(await self._body(request), default_model=AUTO_MODEL)
         decision = await self.route(chat.model_copy(update={"model": AUTO_MODEL}))
         return JSONResponse(decision.model_dump(mode="json"), headers=decision.headers())
@@ -205,6 +227,7 @@ class Ingress:
     # ------------------------------------------------------------------ feedback
     async def feedback(self, request: Request) -> JSONResponse:
         """``POST /v1/feedback``: a rating or score of an earlier completion, appended to the stream once."""
+        self._refuse_if_draining()
         feedback = parse_feedback(await self._body(request), self._config)
         receipt = await self._feedback.accept(feedback)
         return JSONResponse(receipt.model_dump(mode="json"))
@@ -247,7 +270,7 @@ class Ingress:
 
     # ------------------------------------------------------------------ chat
     async def chat_completions(self, request: Request) -> Response:
-        slot = self._limiter.acquire()
+        slot = self._admit()
         handed_to_response = False
         try:
             chat = parse_chat_request(await self._body(request))

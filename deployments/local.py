@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+import sys
 import time
 from types import FrameType
 from typing import Iterator
 
 from services.config import AppConfig
+
+logger = logging.getLogger(__name__)
 
 
 def check_model_files(config: AppConfig) -> None:
@@ -66,6 +70,22 @@ def stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+def drain_ingress(config: AppConfig) -> None:
+    """New requests get 503 with Retry-After while those in flight finish (up to ``ingress.drain_s``)."""
+    from ray import serve
+
+    from deployments.app import INGRESS_DEPLOYMENT
+
+    try:
+        handle = serve.get_deployment_handle(INGRESS_DEPLOYMENT, app_name=config.app_name)
+        print(f"coe-router: draining (up to {config.ingress.drain_s:g} s for requests in flight)", file=sys.stderr)
+        result = handle.drain.remote().result(timeout_s=config.ingress.drain_s + 10)
+        if result["in_flight_left"]:
+            print(f"coe-router: {result['in_flight_left']} requests were still in flight after the drain", file=sys.stderr)
+    except Exception as exc:  # the app never came up, or is already gone: nothing to drain
+        logger.info("no ingress to drain (%s)", exc.__class__.__name__)
+
+
 @contextlib.contextmanager
 def running_app(
     config: AppConfig,
@@ -101,7 +121,8 @@ def running_app(
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
         try:
-            serve.shutdown()
+            drain_ingress(config)
+            serve.shutdown()  # the learner checkpoints as its replica stops
         finally:
             ray.shutdown()
             signal.signal(signal.SIGINT, signal.default_int_handler)

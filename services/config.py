@@ -79,6 +79,7 @@ class IngressOptions(BaseModel):
     max_concurrent_requests: int = Field(32, ge=1, description="Chat requests in flight per ingress replica.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger ones get 413.")
+    drain_s: float = Field(30.0, ge=0, description="On shutdown: how long requests in flight may take to finish; new ones get 503.")
     timeouts: IngressTimeouts = Field(default_factory=IngressTimeouts)
     deployment: DeploymentOptions = Field(
         default_factory=lambda: DeploymentOptions(num_cpus=0.25, max_ongoing_requests=128, max_queued_requests=256),

@@ -9,14 +9,14 @@ from __future__ import annotations
 import copy
 import os
 import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
 
+from deployments.fault_drill import with_fault_drill
+from deployments.local_redis import RedisServer
 from services.config import DEFAULT_CONFIG_PATH, AppConfig, parse_config, with_absolute_paths
 from tests.training_runs import REWARD_TEST_HPARAMS
 
@@ -25,7 +25,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TEST_INGRESS_LIMIT = 8
 TEST_RETRY_AFTER_S = 2
-FAULT_DRILL = "coe-fault-drill:engine-step"  # a prompt holding it fails its batch on the default expert
 TEST_BREAKER_OPEN_S = 3.0
 TWIN_EXPERT = "smollm2-twin"  # the default expert's model in a deployment of its own: somewhere to fail over to
 
@@ -98,47 +97,9 @@ def http_port() -> int:
     return free_port()
 
 
-class RedisServer:
-    """A redis-server of the test session's own, on its own port, that tests may stop and restart."""
-
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self._workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        import redis
-
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
-            self._process = None
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(port=self.port, socket_timeout=2)
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"), persistent=True)
     server.start()
     yield server
     server.stop()
@@ -187,15 +148,7 @@ def app_config(
             "api_key_env": "COE_TEST_UNSET_KEY",
         }
     )
-    default = next(expert for expert in raw["experts"] if expert["name"] == "smollm2")
-    default["batching"] = {**default.get("batching", {}), "fault_drill": FAULT_DRILL}
-    twin = {key: value for key, value in copy.deepcopy(default).items() if key not in ("batching", "description")}
-    twin.update(name=TWIN_EXPERT, description="The default expert's model, served apart.")
-    twin["deployment"] = {**twin["deployment"], "num_cpus": 0.1}
-    raw["experts"].append(twin)
-    for scores in raw["router"]["initial_scores"].values():
-        scores[TWIN_EXPERT] = 0.35  # ranked after the experts of the default deployment, before the remote ones
-    raw["failover"] = {"max_attempts": 3, "breaker": {"failure_threshold": 3, "open_s": TEST_BREAKER_OPEN_S}}
+    raw = with_fault_drill(raw, breaker_open_s=TEST_BREAKER_OPEN_S)  # a twin of the default expert, the drill marker
     raw["ingress"]["max_concurrent_requests"] = TEST_INGRESS_LIMIT
     raw["ingress"]["retry_after_s"] = TEST_RETRY_AFTER_S
     return config_from(raw)

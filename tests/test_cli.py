@@ -5,7 +5,11 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,10 +59,33 @@ def test_serve_refuses_to_start_without_a_router(tmp_config_file, tmp_path: Path
     assert result.returncode == 2 and "train one with `coe train router`" in result.stderr
 
 
+first_token = threading.Event()
+
+
+def stream_answer(port: int) -> dict[str, Any]:
+    """Stream one answer to the end; sets ``first_token`` when its first text arrives."""
+    import json
+
+    import httpx
+
+    result: dict[str, Any] = {"text": "", "finish_reason": None}
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "Tell me about the sea."}], "max_tokens": 40, "stream": True}
+    with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:]).get("choices", []):
+                    if choice["delta"].get("content"):
+                        result["text"] += choice["delta"]["content"]
+                        first_token.set()
+                    result["finish_reason"] = choice.get("finish_reason") or result["finish_reason"]
+    return result
+
+
 @pytest.mark.serve
-def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path, tmp_config_file, trained_router, redis_server) -> None:
+def test_serve_runs_in_the_foreground_and_drains_on_a_signal(tmp_path: Path, tmp_config_file, trained_router, redis_server) -> None:
     """`coe serve` as `make run` runs it: its own Ray instance, the ready URL printed, a missing
-    reward model trained in the background meanwhile, and Ctrl-C stopping both."""
+    reward model trained in the background meanwhile, and SIGTERM (or Ctrl-C) draining the
+    requests in flight, checkpointing the learner and stopping both."""
     import os
     import signal
 
@@ -73,6 +100,11 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
     raw["training"]["reward_model"] = str(reward_folder)
     raw["learner"]["directory"] = str(tmp_path / "learner")
     raw["learner"]["hmac_key_file"] = str(tmp_path / "learner.key")
+    # Streams and a consumer group of its own: the session app's group on the shared Redis has
+    # acknowledged entries, and a learner without their checkpoint rightly refuses to start.
+    raw["learner"]["consumer_group"] = "cli-test"
+    raw["learner"]["feedback"] = {**raw["learner"]["feedback"], "stream": "cli-test:feedback"}
+    raw["learner"]["shadow"] = {**raw["learner"]["shadow"], "stream": "cli-test:shadow"}
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     log_path = tmp_path / "serve.log"  # Ray logs a lot; a file cannot fill up and block it like a pipe
@@ -104,11 +136,28 @@ def test_serve_runs_in_the_foreground_and_stops_cleanly_on_ctrl_c(tmp_path: Path
         assert os.getpriority(os.PRIO_PROCESS, trainer_pid) > 15, "below Ray's workers (nice 15), so requests come first"
         shadow = httpx.get(f"http://127.0.0.1:{port}/admin/learner/status", timeout=30).json()["shadow_evaluation"]
         assert shadow["state"] == "waiting" and f"waiting for a reward model at {reward_folder}" in shadow["reason"]
+
+        # Shutdown drains: an answer in flight finishes, a request arriving meanwhile gets 503 + Retry-After.
+        in_flight = ThreadPoolExecutor(1).submit(stream_answer, port)
+        assert first_token.wait(60), "the answer is streaming before the signal"
+        process.send_signal(signal.SIGTERM)
+        refused = None
+        for _ in range(50):
+            time.sleep(0.1)
+            refused = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=30,
+                                 json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+            if refused.status_code != 200:
+                break
+        assert refused is not None and refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
+        assert refused.headers["retry-after"]
+        finished = in_flight.result(timeout=60)
+        assert finished["finish_reason"] in ("stop", "length") and finished["text"], "the answer in flight was finished"
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=120)
         log.close()
     assert process.returncode == 0
+    assert (tmp_path / "learner" / "checkpoint").is_dir(), "the learner checkpointed on the way out"
     assert "coe-router stopped." in log_path.read_text()
     try:
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)

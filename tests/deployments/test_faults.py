@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import FAULT_DRILL, TEST_BREAKER_OPEN_S, TWIN_EXPERT
+from deployments.fault_drill import FAULT_DRILL
+from tests.conftest import TEST_BREAKER_OPEN_S, TWIN_EXPERT
 
 MATH = "What is 17 times 23? Answer with the number."
 
@@ -137,3 +138,76 @@ def test_a_routed_request_fails_over_to_the_next_expert_and_an_explicit_one_does
     explicit = http.post("/v1/chat/completions", json={"model": "smollm2", "messages": messages, "max_tokens": 8})
     assert explicit.status_code == 503 and explicit.headers.get("retry-after"), "a named expert is not replaced"
     assert explicit.json()["error"]["code"] == "expert_unavailable"
+
+
+def _replica_actors(deployment: str) -> list[Any]:
+    import ray
+
+    return [
+        ray.get_actor(actor["name"], namespace=actor["namespace"])
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in actor["name"]
+    ]
+
+
+def test_a_replica_killed_under_load_costs_no_routed_request_and_comes_back(base_url: str, app_config: Any) -> None:
+    """The default expert's replica (it also hosts the LoRA experts) is killed while clients stream."""
+    import ray
+
+    timeouts = app_config.ingress.timeouts
+    questions = [f"What is {n} plus {n + 11}?" for n in range(40)]
+    stop = time.monotonic() + 12
+    killed_at: list[float] = []
+
+    def client(index: int) -> list[dict[str, Any]]:
+        outcomes = []
+        while time.monotonic() < stop:
+            model = "smollm2" if index == 0 else "auto"  # one client names the expert
+            started = time.monotonic()
+            outcome = stream_until_end(base_url, {"model": model, "messages": [{"role": "user", "content": questions[index]}],
+                                                  "max_tokens": 24, "temperature": 0})
+            outcome.update(model=model, started=started, seconds=time.monotonic() - started)
+            outcomes.append(outcome)
+        return outcomes
+
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(client, index) for index in range(6)]
+        time.sleep(3)
+        (replica,) = _replica_actors("expert-smollm2")
+        killed_at.append(time.monotonic())
+        ray.kill(replica, no_restart=True)
+        ready = httpx.get(f"{base_url}/readyz", timeout=60)
+        outcomes = [outcome for future in futures for outcome in future.result(timeout=timeouts.request_s)]
+
+    if ready.status_code == 503:  # the replacement may already answer; while it does not, the reason stays private
+        assert ready.json()["deployments"]["expert-smollm2"]["error"] in (
+            "no answer within 10 s", "not ready (the reason is in the service log)"
+        ), "readiness names no exception and no replica detail"
+
+    assert max(outcome["seconds"] for outcome in outcomes) < 60, "no request hung (every one ended well within its deadline)"
+    after_kill = [outcome for outcome in outcomes if outcome["started"] > killed_at[0]]
+    routed_after = [outcome for outcome in after_kill if outcome["model"] == "auto"]
+    assert routed_after and all(outcome["status"] == 200 and outcome["finish"] for outcome in routed_after), (
+        "every routed request sent after the kill was answered (by failing over)"
+    )
+    assert any(outcome["text"] for outcome in routed_after)
+    explicit = [outcome for outcome in outcomes if outcome["model"] == "smollm2"]
+    assert all(outcome["status"] in (200, 503) for outcome in explicit), "an explicit request got an answer or a 503"
+    for outcome in explicit:
+        if outcome["status"] == 503:
+            assert outcome["error"]["code"] in ("expert_unavailable",)
+    in_flight_cut = [outcome for outcome in outcomes if outcome["status"] == 200 and not outcome["finish"]]
+    assert all(outcome["error"] for outcome in in_flight_cut), "an answer cut mid-stream ended with an error event"
+
+    # Serve replaces the replica; once its breaker lets a probe through, traffic returns to it.
+    deadline = time.monotonic() + 180
+    while True:
+        answer = stream_until_end(base_url, {"model": "smollm2", "messages": [{"role": "user", "content": MATH}], "max_tokens": 4})
+        if answer["status"] == 200 and answer["finish"]:
+            break
+        assert time.monotonic() < deadline, f"the expert did not come back: {answer}"
+        time.sleep(1)
+    assert len(_replica_actors("expert-smollm2")) == 1
+    routed = httpx.post(f"{base_url}/v1/chat/completions", timeout=60, json={
+        "model": "auto", "messages": [{"role": "user", "content": MATH}], "max_tokens": 4})
+    assert routed.status_code == 200 and routed.json()["route"]["failovers"] == [], "routed traffic is back on it"

@@ -137,9 +137,7 @@ def test_redis_url_from_the_environment_wins_and_passwords_are_redacted(monkeypa
 def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(tmp_path) -> None:
     """A client that disconnects cancels the router call, and with it the half-open probe to Redis.
     Redis is frozen (SIGSTOP) so that the probe is in flight when it is cancelled."""
-    import signal
-
-    from tests.conftest import RedisServer
+    from deployments.local_redis import RedisServer
 
     server = RedisServer(free_port(), tmp_path)
     server.start()
@@ -149,7 +147,7 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(tmp_path) -> Non
             server.client().set(key(cache, "q"), decision().model_dump_json())
             cache._breaker.trip()
             await asyncio.sleep(0.25)  # open time over: the next lookup is the probe
-            server._process.send_signal(signal.SIGSTOP)
+            server.pause()
             try:
                 probe = asyncio.create_task(cache.get(key(cache, "q"), VERSION))
                 await asyncio.sleep(0.2)
@@ -157,7 +155,7 @@ def test_a_cancelled_probe_does_not_leave_the_breaker_half_open(tmp_path) -> Non
                 with pytest.raises(asyncio.CancelledError):
                     await probe
             finally:
-                server._process.send_signal(signal.SIGCONT)
+                server.resume()
             found, source = await cache.get(key(cache, "q"), VERSION)
             assert source == "redis" and found.expert == "smollm2-math", "after a cancelled probe, Redis is used again"
             assert cache.breaker_state == BreakerState.CLOSED
