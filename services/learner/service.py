@@ -90,7 +90,9 @@ class LearnerService:
         self._pending_cursor: dict[str, str] | None = dict.fromkeys(self.streams, START_ID)  # None once recovered
         self._last_space_check = time.monotonic()
         self.resets: list[str] = []
-        self._lock = threading.Lock()  # the loop's thread applies; status() is asked from another
+        # The loop's thread applies; status() is asked from another. Held while applying, never
+        # while a read blocks: a lock released and retaken at once would starve status() for good.
+        self._lock = threading.RLock()
         self.learner = self._load_or_start(self._current_space())
         self._ensure_groups()
 
@@ -249,11 +251,17 @@ class LearnerService:
         """Read once and apply what came; returns the number of entries applied (replays not counted)."""
         if time.monotonic() - self._last_space_check >= self.config.router.watch_interval_s:  # type: ignore[union-attr]
             self._last_space_check = time.monotonic()
-            self.check_router()
+            with self._lock:
+                self.check_router()
         if isinstance(self.evaluator, RewardModelWatcher):
             self.evaluator.poll()  # so the status says when a reward model appeared, shadow traffic or not
+        entries = self._read(block_ms)  # may block for block_ms: without the lock
+        with self._lock:
+            return self._apply_read(entries)
+
+    def _apply_read(self, entries: list[tuple[str, str, dict[bytes, bytes] | None]]) -> int:
         applied = 0
-        for stream, entry_id, fields in self._read(block_ms):
+        for stream, entry_id, fields in entries:
             if entry_order(entry_id) <= entry_order(self.positions[stream]):
                 self.unacked[stream][entry_id] = None  # applied before the restart; acknowledge at the next checkpoint
                 continue
@@ -434,8 +442,7 @@ class LearnerService:
         failing = False
         while not stop.is_set():
             try:
-                with self._lock:
-                    self.step(block_ms=self.settings.block_ms)
+                self.step(block_ms=self.settings.block_ms)
                 if failing:
                     logger.info("learner: Redis at %s answers again", url)
                 failing = False

@@ -215,3 +215,24 @@ def test_a_checkpoint_folder_from_before_the_link_layout_is_taken_over(
     feedback_events(learner_config, trained_router, 1, seed=17)
     resumed.drain()
     assert checkpoint.is_symlink() and applied(LearnerService(learner_config)) == 3
+
+
+def test_the_status_answers_while_the_loop_waits_for_entries(learner_config: AppConfig, redis_server: Any) -> None:
+    """The loop blocks on the stream most of the time; /admin/learner/status must not wait behind it."""
+    import threading
+
+    service = LearnerService(learner_config)
+    stop = threading.Event()
+    loop = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    loop.start()
+    answered = []
+    try:
+        for _ in range(5):
+            asker = threading.Thread(target=lambda: answered.append(service.status()), daemon=True)
+            asker.start()
+            asker.join(timeout=10)
+            assert not asker.is_alive(), "status() waited for the loop's lock and never got it"
+    finally:
+        stop.set()
+        loop.join(timeout=15)
+    assert len(answered) == 5
