@@ -3,6 +3,7 @@
 Failover needs somewhere to go, so the drill serves the default expert's model again in a
 deployment of its own (the twin), ranked after the default deployment's experts. Prompts that
 contain ``FAULT_DRILL`` make the default expert's decode step fail, as a broken kernel would.
+A router trained without the twin does not rank it; failover still reaches it, after the ranked experts.
 Used by ``coe bench faults`` and the fault tests; never by a service config.
 """
 

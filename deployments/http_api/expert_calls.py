@@ -143,9 +143,12 @@ class ExpertCaller:
         return {name: breaker.state.name.lower() for name, breaker in self._breakers.items()}
 
     def _candidates(self, decision: RouteDecision) -> list[str]:
+        """The decision's expert, then its ranking, then experts the router's table does not rank
+        (added to the config after the router was trained), in config order: a lesser answer
+        beats none."""
         ranked = [entry.expert for entry in decision.ranked]
-        known = {expert.name for expert in self._config.experts}
-        return [name for name in dict.fromkeys([decision.expert, *ranked]) if name in known]
+        configured = [expert.name for expert in self._config.experts]
+        return [name for name in dict.fromkeys([decision.expert, *ranked, *configured]) if name in configured]
 
     async def open(
         self, chat: ChatCompletionRequest, decision: RouteDecision, deadline: Deadline, *, routed: bool
