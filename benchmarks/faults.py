@@ -265,7 +265,12 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     axis.bar(names, succeeded, color="#3b7dd8", label="succeeded")
     axis.bar(names, failed, bottom=succeeded, color="#d8573b", label="failed (error or status)")
     for index, row in enumerate(rows):
-        axis.text(index, succeeded[index] + failed[index], f"worst {row['worst_latency_s']:.0f} s", ha="center", va="bottom", fontsize=8)
+        label = f"worst {row['worst_latency_s']:.0f} s"
+        abandoned = row["requests_sent"] - succeeded[index] - failed[index]
+        if abandoned:  # hung up on purpose; what matters is what they left behind
+            label = f"{abandoned} abandoned,\n{row['in_flight_after']} left in flight"
+        axis.text(index, succeeded[index] + failed[index], label, ha="center", va="bottom", fontsize=8)
+    axis.set_ylim(0, max(max(a + b for a, b in zip(succeeded, failed)), 1) * 1.2)
     axis.set_ylabel("requests")
     axis.set_title(f"Requests per fault scenario ({summary['clients']} clients, {summary['seconds_per_scenario']:g} s each)")
     axis.legend()
