@@ -57,6 +57,22 @@ class EngineStats:
     active_rows: int = 0  # rows in the running batch right now
 
 
+def take_for_prefill(pending: deque[DecodingRow], room: int, token_budget: int) -> list[DecodingRow]:
+    """Take waiting rows for one prefill pass: at most ``room`` of them and ``token_budget`` prompt
+    tokens, in arrival order. A prompt longer than the budget goes alone; cancelled rows are dropped."""
+    taken: list[DecodingRow] = []
+    tokens = 0
+    while pending and len(taken) < room:
+        row = pending[0]
+        if taken and tokens + len(row.prompt_ids) > token_budget:
+            break  # the rest wait for the next step
+        pending.popleft()
+        if not row.cancelled:
+            taken.append(row)
+            tokens += len(row.prompt_ids)
+    return taken
+
+
 class BatchingEngine:
     """Serves generation requests for one base model in a continuously refilled batch."""
 
@@ -211,18 +227,8 @@ class BatchingEngine:
     def _admit(self) -> None:
         """Prefill waiting requests and merge them into the running batch."""
         room = self._options.max_batch_size - (len(self._batch.rows) if self._batch else 0)
-        budget = self._options.prefill_token_budget
         with self._lock:
-            newcomers: list[DecodingRow] = []
-            tokens = 0
-            while self._pending and len(newcomers) < room:
-                row = self._pending[0]
-                if newcomers and tokens + len(row.prompt_ids) > budget:
-                    break  # the rest wait for the next step; a prompt over the budget goes alone
-                self._pending.popleft()
-                if not row.cancelled:
-                    newcomers.append(row)
-                    tokens += len(row.prompt_ids)
+            newcomers = take_for_prefill(self._pending, room, self._options.prefill_token_budget)
             self._admitting = newcomers
         for row in newcomers:
             if row.adapter is not None and row.adapter not in self._adapters:
