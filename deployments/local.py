@@ -110,7 +110,7 @@ def running_app(
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False)  # never another process's Ray
     stop_on_signals()
     try:
         serve.start(http_options=http_options(config, host, port))
