@@ -11,6 +11,7 @@ import numpy as np
 from services.config import AppConfig
 from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent, ShadowRequest
 from services.learner.features import FeatureSpace, feature_space
+from services.learner.online import RoutingLearner, ShadowOutcome, static_choice
 from services.router.decision import RankedExpert, RouteDecision
 
 
@@ -41,3 +42,20 @@ def append(redis: Any, stream: str, event: FeedbackEvent | ShadowRequest) -> str
 def pending(redis: Any, config: AppConfig, stream: str | None = None) -> int:
     """Entries of ``stream`` (default: the feedback stream) delivered to the learner and not acknowledged."""
     return int(redis.xpending(stream or config.learner.feedback.stream, config.learner.consumer_group)["pending"])
+
+
+class TableEvaluator:
+    """Scores answers from a ground-truth quality table instead of generating them: the stream is
+    simulated. ``truth`` may be changed between events (an expert breaking)."""
+
+    def __init__(self, truth: dict[str, float], rng: np.random.Generator) -> None:
+        self.truth = truth
+        self.rng = rng
+
+    def evaluate(self, request: ShadowRequest, learner: RoutingLearner) -> ShadowOutcome:
+        features = request.record.decision.features
+        assert features is not None
+        static = static_choice(request.record.decision)
+        online = learner.choose(features, fallback=static)
+        rewards = {expert: self.truth.get(expert, 0.2) + float(self.rng.normal(0, 0.01)) for expert in learner.experts}
+        return ShadowOutcome(request.completion_id, features, static, online, rewards)

@@ -16,9 +16,8 @@ import pytest
 from services.config import AppConfig
 from services.learner.dead_letters import forget_consumer_group, replay_dead_letters
 from services.learner.events import FeedbackEvent, ShadowRequest
-from services.learner.online import RoutingLearner, ShadowOutcome, static_choice
 from services.learner.service import EntryFailed, LearnerService, LearnerStateLost
-from tests.services.learner.streams import append, features_for, pending, record, space_of
+from tests.services.learner.streams import TableEvaluator, append, features_for, pending, record, space_of
 
 
 def feedback_events(config: AppConfig, trained_router: Any, count: int, seed: int) -> list[str]:
@@ -140,16 +139,7 @@ def test_a_policy_that_cannot_be_published_costs_no_entries(
     space = space_of(learner_config, trained_router)
     rng = np.random.default_rng(13)
     truth = {"smollm2": 0.4, "smollm2-math": 0.9, "smollm2-code": 0.1}
-
-    class TableEvaluator:
-        def evaluate(self, request: ShadowRequest, learner: RoutingLearner) -> ShadowOutcome:
-            features = request.record.decision.features
-            static = static_choice(request.record.decision)
-            online = learner.choose(features, fallback=static)
-            rewards = {expert: truth.get(expert, 0.2) + float(rng.normal(0, 0.01)) for expert in learner.experts}
-            return ShadowOutcome(request.completion_id, features, static, online, rewards)
-
-    service = LearnerService(learner_config, evaluator=TableEvaluator())  # type: ignore[arg-type]
+    service = LearnerService(learner_config, evaluator=TableEvaluator(truth, rng))  # type: ignore[arg-type]
     for _ in range(30):
         event_record = record(features_for(space, "math", rng), "smollm2", trained_router.version, "math")
         append(redis, learner_config.learner.shadow.stream, ShadowRequest(

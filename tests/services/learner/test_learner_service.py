@@ -18,12 +18,12 @@ from services.learner.checkpoint import RIVER_NAME, CheckpointError, load_snapsh
 from services.learner.config import LearnerConfig
 from services.learner.events import FeedbackEvent, ShadowRequest
 from services.learner.features import FeatureSpace
-from services.learner.online import RoutingLearner, ShadowOutcome, static_choice
+from services.learner.online import RoutingLearner
 from services.learner.serving import PolicyFollower
 from services.learner.service import LearnerService
 from services.learner.shadow import RewardModelWatcher
 from services.router.decision import RankedExpert, RouteDecision
-from tests.services.learner.streams import append, features_for, pending, record, space_of
+from tests.services.learner.streams import TableEvaluator, append, features_for, pending, record, space_of
 
 
 def test_every_feedback_is_applied_exactly_once_across_restarts(learner_config: AppConfig, redis_server: Any, trained_router: Any) -> None:
@@ -98,18 +98,7 @@ def test_the_online_policy_is_promoted_when_it_wins_and_rolled_back_when_it_lose
     rng = np.random.default_rng(2)
     truth = {"smollm2": 0.4, "smollm2-math": 0.9, "smollm2-code": 0.1}  # for math requests
 
-    class TableEvaluator:
-        """Scores answers from the table instead of generating them: the stream is simulated."""
-
-        def evaluate(self, request: ShadowRequest, learner: RoutingLearner) -> ShadowOutcome:
-            features = request.record.decision.features
-            assert features is not None
-            static = static_choice(request.record.decision)
-            online = learner.choose(features, fallback=static)
-            rewards = {expert: truth.get(expert, 0.2) + float(rng.normal(0, 0.01)) for expert in learner.experts}
-            return ShadowOutcome(request.completion_id, features, static, online, rewards)
-
-    service = LearnerService(learner_config, evaluator=TableEvaluator())  # type: ignore[arg-type]
+    service = LearnerService(learner_config, evaluator=TableEvaluator(truth, rng))  # type: ignore[arg-type]
     experts = frozenset(service.experts)
     follower = PolicyFollower(learner_config.learner)
     shadow_stream = learner_config.learner.shadow.stream
