@@ -188,33 +188,8 @@ def _kill_default_replica() -> None:
             ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
 
 
-def _wait_quiet(url: str, timeout_s: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = httpx.get(f"{url}/admin/status", timeout=30).json()
-        quiet = status["in_flight"] == 0 and all(engine.get("active_rows") == 0 for engine in status["engines"].values())
-        if quiet or time.monotonic() > deadline:
-            return status
-        time.sleep(0.5)
-
-
-def _learner_applied(url: str, redis_server: Any, stream: str, timeout_s: float = 180) -> int:
-    """``feedback_positive`` once the learner has applied and acknowledged the whole stream."""
-    from services.learner.service import entry_order
-
-    deadline = time.monotonic() + timeout_s
-    redis = redis_server.client()
-    while True:
-        status = httpx.get(f"{url}/admin/learner/status", timeout=30).json()
-        last = redis.xrevrange(stream, count=1)
-        caught_up = not last or entry_order(status["positions"][stream]) >= entry_order(last[0][0])
-        if (caught_up and status["unacknowledged"] == 0) or time.monotonic() > deadline:
-            return int(status["counts"].get("feedback_positive", 0))
-        time.sleep(1)
-
-
 def run(seconds: float, clients: int, names: list[str], work: Path) -> dict[str, Any]:
-    from deployments.fault_drill import FAULT_DRILL, with_fault_drill
+    from deployments.fault_drill import FAULT_DRILL, wait_for_learner, wait_until_quiet, with_fault_drill
     from deployments.local import running_app
     from deployments.local_redis import RedisServer
     from services.config import DEFAULT_CONFIG_PATH, parse_config
@@ -233,17 +208,23 @@ def run(seconds: float, clients: int, names: list[str], work: Path) -> dict[str,
     config = parse_config(raw, folder=DEFAULT_CONFIG_PATH.parent, source="fault benchmark config")
     port = _free_port()
     results: dict[str, Any] = {}
+
+    def applied(url: str) -> int:
+        """Feedback the learner applied, once it caught up with the whole stream."""
+        status = wait_for_learner(url, redis_server.client(), config.learner.feedback.stream, 180)
+        return int(status["counts"].get("feedback_positive", 0))
+
     try:
         with running_app(config, port=port, num_cpus=2) as url:
             for name in names:
-                before = _learner_applied(url, redis_server, config.learner.feedback.stream) if name == "redis_restart" else 0
+                before = applied(url) if name == "redis_restart" else 0
                 tally = asyncio.run(scenario(name, url, port, seconds, clients, redis_server, FAULT_DRILL))
                 row = tally.summary()
-                status = _wait_quiet(url)
+                status = wait_until_quiet(url, 120)
                 row["in_flight_after"] = status["in_flight"]
                 row["active_rows_after"] = sum(engine.get("active_rows", 0) for engine in status["engines"].values())
                 if name == "redis_restart":
-                    row["feedback_applied"] = _learner_applied(url, redis_server, config.learner.feedback.stream) - before
+                    row["feedback_applied"] = applied(url) - before
                 results[name] = row
                 time.sleep(config.failover.breaker.open_s + 1)  # breakers closed again before the next scenario
     finally:

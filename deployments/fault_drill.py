@@ -34,3 +34,39 @@ def with_fault_drill(raw: dict[str, Any], *, breaker_open_s: float = 3.0, max_at
 
 def twin_name(raw: dict[str, Any]) -> str:
     return f"{raw['default_expert']}{TWIN_SUFFIX}"
+
+
+def wait_until_quiet(url: str, timeout_s: float = 60) -> dict[str, Any]:
+    """``/admin/status`` once nothing is in flight and no engine decodes (or when ``timeout_s`` ran out)."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(f"{url}/admin/status", timeout=30).json()
+        quiet = status["in_flight"] == 0 and all(engine.get("active_rows") == 0 for engine in status["engines"].values())
+        if quiet or time.monotonic() > deadline:
+            return status
+        time.sleep(0.5)
+
+
+def wait_for_learner(url: str, redis: Any, stream: str, timeout_s: float = 120) -> dict[str, Any]:
+    """``/admin/learner/status`` once the learner applied, checkpointed and acknowledged all of ``stream``;
+    ``TimeoutError`` (with the last status) when it did not within ``timeout_s``."""
+    import time
+
+    import httpx
+
+    from services.learner.service import entry_order
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = httpx.get(f"{url}/admin/learner/status", timeout=30).json()
+        last = redis.xrevrange(stream, count=1)
+        caught_up = not last or entry_order(status["positions"][stream]) >= entry_order(last[0][0])
+        if caught_up and status["unacknowledged"] == 0:
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the learner did not catch up with {stream}: {status}")
+        time.sleep(0.5)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from deployments.fault_drill import FAULT_DRILL
+from deployments.fault_drill import FAULT_DRILL, wait_until_quiet
 from tests.conftest import TEST_BREAKER_OPEN_S, TWIN_EXPERT
 
 MATH = "What is 17 times 23? Answer with the number."
@@ -47,17 +47,6 @@ def admin_status(base_url: str) -> dict[str, Any]:
     return httpx.get(f"{base_url}/admin/status", timeout=30).json()
 
 
-def wait_for_quiet(base_url: str, timeout_s: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    status = admin_status(base_url)
-    while time.monotonic() < deadline:
-        status = admin_status(base_url)
-        if status["in_flight"] == 0 and all(engine.get("active_rows") == 0 for engine in status["engines"].values()):
-            return status
-        time.sleep(0.5)
-    return status
-
-
 def test_an_engine_failure_ends_every_request_of_its_batch_and_the_next_one_succeeds(base_url: str) -> None:
     import threading
 
@@ -81,7 +70,7 @@ def test_an_engine_failure_ends_every_request_of_its_batch_and_the_next_one_succ
     after = stream_until_end(base_url, {"model": "smollm2", "messages": [{"role": "user", "content": MATH}], "max_tokens": 8})
     assert after["status"] == 200 and after["finish"] in ("stop", "length") and after["text"], "the engine serves again"
     assert admin_status(base_url)["expert_breakers"]["smollm2"] == "closed", "the probe succeeded and closed the breaker"
-    status = wait_for_quiet(base_url)
+    status = wait_until_quiet(base_url)
     assert status["engines"]["expert-smollm2"]["active_rows"] == 0
 
 
@@ -107,7 +96,7 @@ def test_abandoned_streams_release_their_slots_and_their_rows(base_url: str, htt
         jobs.append((body, rng.choice([0.0, 0.0, rng.uniform(0.01, 0.15), rng.uniform(0.15, 0.6)])))
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda job: _abandon(http_port, *job), jobs))
-    status = wait_for_quiet(base_url)
+    status = wait_until_quiet(base_url)
     assert status["in_flight"] == 0, "every abandoned request gave its concurrency slot back"
     assert all(engine["active_rows"] == 0 for engine in status["engines"].values()), "and no engine decodes for nobody"
     done = stream_until_end(base_url, {"model": "smollm2", "messages": [{"role": "user", "content": MATH}], "max_tokens": 4})

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deployments.fault_drill import wait_for_learner
 from services.api.schemas import new_completion_id
 from services.config import AppConfig
 from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent
@@ -207,29 +208,14 @@ def test_a_shadow_sample_keeps_the_learners_features(redis_server: Any, app_conf
     assert read == sample and read.record.decision.features == (0.5, -0.25, 1.0)
 
 
-def learner_caught_up(http: Any, redis: Any, app_config: AppConfig, timeout_s: float = 120) -> dict[str, Any]:
-    """The learner's status once it applied, checkpointed and acknowledged the whole feedback stream."""
-    from services.learner.service import entry_order
-
-    stream = app_config.learner.feedback.stream
-    deadline = time.monotonic() + timeout_s
-    while True:
-        last = redis.xrevrange(stream, count=1)
-        status = http.get("/admin/learner/status").json()
-        position = status["positions"][stream]
-        if (not last or entry_order(position) >= entry_order(last[0][0])) and status["unacknowledged"] == 0:
-            return status
-        assert time.monotonic() < deadline, f"the learner did not catch up with {stream}: {status}"
-        time.sleep(0.5)
-
-
 def test_a_redis_restart_loses_no_acknowledged_feedback_and_routing_goes_on(
     base_url: str, http: Any, redis_server: Any, app_config: AppConfig
 ) -> None:
     """Redis runs with an append-only file fsynced on every write; it is stopped and restarted
     under traffic."""
     redis = redis_server.client()
-    before = learner_caught_up(http, redis, app_config)["counts"].get("feedback_positive", 0)
+    stream = app_config.learner.feedback.stream
+    before = wait_for_learner(base_url, redis, stream)["counts"].get("feedback_positive", 0)
     completions = [chat(http, "auto", [{"role": "user", "content": f"What is {n} times 7?"}]) for n in range(3, 7)]
     for completion in completions:
         remembered(redis, app_config, completion["id"])
@@ -258,7 +244,7 @@ def test_a_redis_restart_loses_no_acknowledged_feedback_and_routing_goes_on(
             assert time.monotonic() < deadline, f"feedback did not recover after Redis restarted: {response.text}"
             time.sleep(0.5)
         assert response.json()["accepted"]
-    status = learner_caught_up(http, redis_server.client(), app_config)
+    status = wait_for_learner(base_url, redis_server.client(), stream)
     assert status["counts"]["feedback_positive"] - before == 4, "each acknowledged feedback was applied exactly once"
     pending = redis_server.client().xpending(app_config.learner.feedback.stream, app_config.learner.consumer_group)
     assert pending["pending"] == 0

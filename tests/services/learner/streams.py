@@ -59,3 +59,12 @@ class TableEvaluator:
         online = learner.choose(features, fallback=static)
         rewards = {expert: self.truth.get(expert, 0.2) + float(self.rng.normal(0, 0.01)) for expert in learner.experts}
         return ShadowOutcome(request.completion_id, features, static, online, rewards)
+
+
+def append_shadow_events(redis: Any, config: AppConfig, space: FeatureSpace, router_version: str,
+                         rng: np.random.Generator, count: int) -> None:
+    """``count`` math requests the static router sent to the general expert, sampled for the shadow."""
+    for _ in range(count):
+        event_record = record(features_for(space, "math", rng), "smollm2", router_version, "math")
+        append(redis, config.learner.shadow.stream, ShadowRequest(
+            completion_id=event_record.id, messages=({"role": "user", "content": "2+2?"},), record=event_record))

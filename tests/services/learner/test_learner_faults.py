@@ -15,9 +15,9 @@ import pytest
 
 from services.config import AppConfig
 from services.learner.dead_letters import forget_consumer_group, replay_dead_letters
-from services.learner.events import FeedbackEvent, ShadowRequest
+from services.learner.events import FeedbackEvent
 from services.learner.service import EntryFailed, LearnerService, LearnerStateLost
-from tests.services.learner.streams import TableEvaluator, append, features_for, pending, record, space_of
+from tests.services.learner.streams import TableEvaluator, append, append_shadow_events, features_for, pending, record, space_of
 
 
 def feedback_events(config: AppConfig, trained_router: Any, count: int, seed: int) -> list[str]:
@@ -140,10 +140,7 @@ def test_a_policy_that_cannot_be_published_costs_no_entries(
     rng = np.random.default_rng(13)
     truth = {"smollm2": 0.4, "smollm2-math": 0.9, "smollm2-code": 0.1}
     service = LearnerService(learner_config, evaluator=TableEvaluator(truth, rng))  # type: ignore[arg-type]
-    for _ in range(30):
-        event_record = record(features_for(space, "math", rng), "smollm2", trained_router.version, "math")
-        append(redis, learner_config.learner.shadow.stream, ShadowRequest(
-            completion_id=event_record.id, messages=({"role": "user", "content": "2+2?"},), record=event_record))
+    append_shadow_events(redis, learner_config, space, trained_router.version, rng, 30)
     policy_folder = service.policies.folder
     shutil.rmtree(policy_folder, ignore_errors=True)
     policy_folder.parent.mkdir(parents=True, exist_ok=True)
@@ -155,9 +152,7 @@ def test_a_policy_that_cannot_be_published_costs_no_entries(
         assert pending(redis, learner_config, stream=learner_config.learner.shadow.stream) == 0
     finally:
         policy_folder.unlink()
-    event_record = record(features_for(space, "math", rng), "smollm2", trained_router.version, "math")
-    append(redis, learner_config.learner.shadow.stream, ShadowRequest(
-        completion_id=event_record.id, messages=({"role": "user", "content": "2+2?"},), record=event_record))
+    append_shadow_events(redis, learner_config, space, trained_router.version, rng, 1)
     service.drain()
     assert service.learner.serving == "online", "the promotion was published once the folder was writable"
     assert service.policies.current().policy == "online"

@@ -23,7 +23,7 @@ from services.learner.serving import PolicyFollower
 from services.learner.service import LearnerService
 from services.learner.shadow import RewardModelWatcher
 from services.router.decision import RankedExpert, RouteDecision
-from tests.services.learner.streams import TableEvaluator, append, features_for, pending, record, space_of
+from tests.services.learner.streams import TableEvaluator, append, append_shadow_events, features_for, pending, record, space_of
 
 
 def test_every_feedback_is_applied_exactly_once_across_restarts(learner_config: AppConfig, redis_server: Any, trained_router: Any) -> None:
@@ -101,14 +101,10 @@ def test_the_online_policy_is_promoted_when_it_wins_and_rolled_back_when_it_lose
     service = LearnerService(learner_config, evaluator=TableEvaluator(truth, rng))  # type: ignore[arg-type]
     experts = frozenset(service.experts)
     follower = PolicyFollower(learner_config.learner)
-    shadow_stream = learner_config.learner.shadow.stream
 
     def shadow_events(count: int) -> None:
-        for _ in range(count):
-            # The static router keeps sending math to the general expert.
-            event_record = record(features_for(space, "math", rng), "smollm2", trained_router.version, "math")
-            append(redis, shadow_stream, ShadowRequest(
-                completion_id=event_record.id, messages=({"role": "user", "content": "2+2?"},), record=event_record))
+        # The static router keeps sending math to the general expert.
+        append_shadow_events(redis, learner_config, space, trained_router.version, rng, count)
 
     shadow_events(30)
     service.drain()
