@@ -6,6 +6,11 @@ STAMP := $(VENV)/.coe-installed
 TORCH_VERSION := 2.13.0
 SMOLLM2_VERSION := 0.1.2
 
+# Python must be able to cache the bytecode it compiles on first import (see --no-compile below):
+# with PYTHONDONTWRITEBYTECODE set, every process (each Ray replica, each `coe` command) would
+# compile torch, transformers and Ray from source again, about 10 s more per process on 2 cores.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test test-fast install adapters router reward
 
 # Serves as soon as the experts and a router are ready; a missing reward model (only the
