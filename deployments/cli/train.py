@@ -53,6 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--data", type=Path, help="Folder with router/{train,calibration,test}.jsonl and reward/{train,heldout}.jsonl (default: the shipped seed data).")
     pipeline.add_argument("--out", type=Path, required=True, help="Report directory: metrics.json, PNG charts, trained embedders.")
     pipeline.add_argument("--reward-out", type=Path, help="Where the reward model goes (default: the config's training.reward_model).")
+    pipeline.add_argument("--reward-model", type=Path, help="Use this trained reward model instead of training one (the slowest stage), e.g. after a change to the router data only.")
     pipeline.add_argument("--ray", choices=["auto", "on", "off"], default="auto", help="Generate the mapping answers on Ray actors (auto: if a cluster is reachable).")
     pipeline.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
     pipeline.add_argument("--force-activate", action="store_true", help="Make it current even if it routes the held-out verifiable prompts worse than the current router.")
@@ -193,6 +194,7 @@ def run_all(args: argparse.Namespace) -> int:
         out=args.out,
         data=args.data or DATA_ROOT,
         reward_out=args.reward_out,
+        reward_model=args.reward_model,
         embedder=embedder_args(args, quick=args.quick, base=EmbedderTrainingArgs.budget()),
         reward=RewardTrainingArgs.quick() if args.quick else RewardTrainingArgs.budget(),
         use_ray=use_ray(args.ray),

@@ -48,7 +48,7 @@ from router_training.router.train import RouterTrainingArgs, Splits, plot_confus
 from services.artifacts import artifact_directory
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
-from services.rewards.model import RewardModel
+from services.rewards.model import RewardModel, read_metrics as read_reward_metrics
 from services.router.artifact import RouterArtifact
 from services.router.loader import RouterFactory
 from services.router.store import RouterStore
@@ -71,6 +71,7 @@ class PipelineArgs:
     out: Path  # report directory
     data: Path = DATA_ROOT
     reward_out: Path | None = None  # default: the config's training.reward_model
+    reward_model: Path | None = None  # a trained reward model to use instead of training one
     variants: tuple[str, ...] = ("dense", "moe")
     embedder: EmbedderTrainingArgs = field(default_factory=EmbedderTrainingArgs.budget)
     reward: RewardTrainingArgs = field(default_factory=RewardTrainingArgs.budget)
@@ -146,7 +147,9 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
     router = config.router
     if router is None:
         raise ValueError("the config has no `router` section")
-    reward_out = args.reward_out or Path(config.training.reward_model)
+    if args.reward_model is not None and args.reward_out is not None:
+        raise ValueError("give either a reward model to use (reward_model) or where to train one (reward_out), not both")
+    reward_out = args.reward_model or args.reward_out or Path(config.training.reward_model)
     clock = StageClock()
     try:
         with artifact_directory(Path(args.out)) as staging:
@@ -165,11 +168,14 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                 print(format_ablation(ablation.rows))
             with clock.stage("reward"):
                 winner = ablation.winner
-                reward_metrics = train_reward_model(
-                    reward_out, args.reward, train_path=args.reward_train, eval_path=args.reward_eval,
-                    taxonomy=router.categories, categorize=lambda texts: winner.categorize(texts, router.categories),
-                    verifiable_dir=args.verifiable_data,
-                )
+                if args.reward_model is not None:
+                    reward_metrics = reused_reward_metrics(args.reward_model)
+                else:
+                    reward_metrics = train_reward_model(
+                        reward_out, args.reward, train_path=args.reward_train, eval_path=args.reward_eval,
+                        taxonomy=router.categories, categorize=lambda texts: winner.categorize(texts, router.categories),
+                        verifiable_dir=args.verifiable_data,
+                    )
             with clock.stage("mapping"):
                 base = publish_router(
                     config, winner.fit, winner.embedder, splits, scores=score_table(config),
@@ -195,6 +201,16 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
     metrics["stage_seconds"] = clock.seconds
     report.write_metrics(Path(args.out) / "metrics.json", metrics)
     return PipelineResult(artifact=artifact, report_dir=Path(args.out).resolve(), metrics=metrics, seconds=clock.seconds)
+
+
+def reused_reward_metrics(folder: Path) -> dict[str, Any]:
+    """The held-out figures a reward model was trained with, once it loads and verifies.
+
+    Reusing one skips the slowest stage when only the router data changed: the reward model
+    judges answers, and does not depend on the router being trained.
+    """
+    model = RewardModel.load(folder)  # verified: a corrupt or foreign folder stops the run here
+    return {**read_reward_metrics(folder), "reused": {"path": str(Path(folder).resolve()), "version": model.version}}
 
 
 def write_report(

@@ -1,7 +1,9 @@
 """``coe train all`` end to end on a small slice of the seed data: real models, few steps.
 
-One run trains both embedders, the heads, the reward model and the mapping (every expert
-really generates), then the published version is loaded the way the serving router loads it.
+One run trains both embedders and the heads, and runs the mapping (every expert really
+generates) with the session's reward model, given with ``--reward-model`` (training one is
+``coe train reward``'s test); the published version is then loaded the way the serving router
+loads it.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ def config_file(pipeline_inputs: PipelineInputs) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(pipeline_inputs: PipelineInputs) -> Path:
-    """``coe train all --quick --ray off`` on the slice, as a user runs it."""
+def pipeline_run(pipeline_inputs: PipelineInputs, reward_model_dir: Path) -> Path:
+    """``coe train all --quick --ray off`` on the slice, as a user runs it, with the session's
+    reward model (``--reward-model``) rather than a second one trained here."""
     inputs = pipeline_inputs
-    argv = ["train", "all", "--quick", "--ray", "off", "--data", str(inputs.data), "--out", str(inputs.out), "--config", str(inputs.config)]
+    argv = ["train", "all", "--quick", "--ray", "off", "--data", str(inputs.data), "--out", str(inputs.out), "--config", str(inputs.config),
+            "--reward-model", str(reward_model_dir)]
     assert main(argv) == 0
     return inputs.out
 
@@ -99,13 +103,31 @@ def test_published_router_is_current_and_routes_in_the_serving_code(pipeline_run
     assert decision.expert in {expert.name for expert in config.experts}
 
 
-def test_reward_model_written_where_the_config_says(pipeline_run: Path, config_file: Path) -> None:
-    from services.rewards.model import RewardModel
+def test_a_given_reward_model_is_used_and_none_is_trained(pipeline_run: Path, config_file: Path, reward_model_dir: Path) -> None:
+    from services.rewards.model import RewardModel, read_metrics
 
     config = load_config(str(config_file))
-    model = RewardModel.load(Path(config.training.reward_model))
-    [score] = model.score(["What is 2 + 2?"], ["2 + 2 = 4."], ["math"])
-    assert score.category == "math"
+    metrics = json.loads((pipeline_run / "metrics.json").read_text(encoding="utf-8"))
+    given = RewardModel.load(reward_model_dir)
+    assert metrics["reward"]["reused"] == {"path": str(reward_model_dir.resolve()), "version": given.version}
+    assert metrics["reward"]["pairwise_accuracy"] == read_metrics(reward_model_dir)["pairwise_accuracy"], "its own held-out figures"
+    assert metrics["stage_seconds"]["reward"] < 30, "loaded, not trained"
+    assert not Path(config.training.reward_model).exists(), "nothing was written where a trained one would go"
+    from services.router.store import RouterStore
+
+    assert config.router is not None
+    served = RouterStore(Path(config.router.store)).load_current()
+    assert served.manifest.metrics["mapping"]["reward_model"] == given.version, "the mapping judged answers with it"
+
+
+def test_reward_model_options_exclude_each_other(pipeline_inputs: PipelineInputs, reward_model_dir: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = pipeline_inputs
+    argv = ["train", "all", "--quick", "--data", str(inputs.data), "--out", str(tmp_path / "out"), "--config", str(inputs.config),
+            "--reward-model", str(reward_model_dir), "--reward-out", str(tmp_path / "reward")]
+    assert main(argv) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_data_names_file_and_line_and_changes_nothing(
