@@ -28,8 +28,13 @@ from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
 
 
-async def _direct(router: Any, query: Any) -> Any:
-    return router.decide([query])[0]
+def _direct(router: Any) -> Any:
+    """``decide`` for :func:`route_with_cache`: the router in this process, one query at a time."""
+
+    async def decide(front: Any, query: Any) -> Any:
+        return router.decide([query])[0]
+
+    return decide
 
 
 def _cache(config: Any, url: str | None) -> Any:
@@ -55,7 +60,7 @@ async def latency(config: Any, router: Any, texts: list[str], url: str | None) -
             if expected == "redis":
                 cache.clear_l1()
             started = time.perf_counter()
-            decision = await route_with_cache(cache, router, query, _direct)
+            decision = await route_with_cache(cache, router.front, query, _direct(router))
             elapsed = (time.perf_counter() - started) * 1000
             await cache.drain()
             if decision.cache == expected:
@@ -89,7 +94,7 @@ async def replay(config: Any, router: Any, pool: list[str], length: int, repeat_
             text = next(fresh)
             seen.append(text)
         cache = replicas[index % 2]
-        decision = await route_with_cache(cache, router, router.prepare([{"role": "user", "content": text}]), _direct)
+        decision = await route_with_cache(cache, router.front, router.prepare([{"role": "user", "content": text}]), _direct(router))
         await cache.drain()
         counts[decision.cache] += 1
     admin.flush(sync_client(replicas[0].config, timeout_s=5), replicas[0].config.namespace)

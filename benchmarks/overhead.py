@@ -236,11 +236,11 @@ async def chat_figures(url: str, ttft_repeats: int, max_tokens: int, expert: str
     return {"ttft_p50_ms": p50_ms(ttfts), "tokens_per_s_8_streams": round(sum(used for _, used in results) / elapsed, 2)}
 
 
-def router_stats(config: Any) -> dict[str, Any]:
-    from ray import serve
+def router_stats(url: str) -> dict[str, Any]:
+    """The router replica's decision and batch counts, as ``GET /admin/status`` reports them."""
+    import httpx
 
-    handle = serve.get_deployment_handle("router", app_name=config.app_name)
-    return handle.stats.remote().result(timeout_s=30)
+    return httpx.get(f"{url}/admin/status", timeout=30).json()["router"]
 
 
 def mean_batch(before: dict[str, Any], after: dict[str, Any]) -> float:
@@ -278,9 +278,9 @@ def run(quick: bool, clients: int, work: Path) -> dict[str, Any]:
             embedding = embedding_seconds(router, singles)
             in_process_per_s = batched_decisions_per_s(router, burst)
             timings = asyncio.run(sequential(url, pool[0], singles))
-            before = router_stats(config)
+            before = router_stats(url)
             misses = asyncio.run(concurrent_routes(url, burst, clients, f"{clients} clients, misses"))
-            misses["mean_batch_size"] = mean_batch(before, router_stats(config))
+            misses["mean_batch_size"] = mean_batch(before, router_stats(url))
             asyncio.run(concurrent_routes(url, hot, clients, "warming the hit set"))
             hits = asyncio.run(concurrent_routes(url, (hot * (hit_count // len(hot) + 1))[:hit_count], clients, f"{clients} clients, hits"))
             http_chat = asyncio.run(chat_figures(url, ttft_repeats, max_tokens, config.general_expert))

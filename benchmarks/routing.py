@@ -80,7 +80,7 @@ async def _throughput(handle: Any, texts: list[str], concurrency: int) -> tuple[
 
     async def one(text: str) -> None:
         async with limit:
-            await handle.route.remote([{"role": "user", "content": text}])
+            await handle.decide.remote([{"role": "user", "content": text}])
 
     await asyncio.gather(*(one(text) for text in texts[:concurrency]))  # warm-up
     before = await handle.stats.remote()

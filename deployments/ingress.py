@@ -20,6 +20,7 @@ from deployments.http_api.admission import ConcurrencyLimiter, Slot, read_body
 from deployments.http_api.background_writes import BackgroundWrites
 from deployments.http_api.errors import as_coe_error, install_error_handlers
 from deployments.http_api.expert_calls import Deadline, ExpertCaller, ExpertStream
+from deployments.http_api.route_view import RouteView
 from deployments.http_api.streaming import GuardedStreamingResponse, chat_events, usage_of
 from services.api.schemas import (
     AssistantMessage,
@@ -34,6 +35,8 @@ from services.api.schemas import (
     parse_chat_request,
     parse_feedback,
 )
+from services.cache.cached_routing import route_with_cache
+from services.cache.route_cache import RouteCache
 from services.config import AppConfig
 from services.errors import CoeError, DeadlineExceededError, InvalidRequestError, ServiceUnavailableError
 from services.experts.config import LoRAExpert
@@ -41,6 +44,7 @@ from services.experts.costs import resolve_costs
 from services.learner.events import ChatTurn, CompletionRecord, ShadowRequest
 from services.learner.feedback_store import FeedbackStore
 from services.router.decision import RouteDecision
+from services.router.front import PreparedQuery, RouterFront
 from services.router.resolve import AUTO_MODEL, resolve_default, resolve_explicit
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,11 @@ class Ingress:
         self._config = config
         self._experts = experts  # deployment name -> DeploymentHandle
         self._router = router  # DeploymentHandle of the router, when one is configured
+        # Decisions are cached here, in front of the router: a hit never reaches it.
+        self._route_view = RouteView(config) if router is not None else None
+        self._route_cache = RouteCache(config.cache)
+        if router is not None:
+            self._route_cache.check_redis_at_start()
         self._learner = learner  # DeploymentHandle of the online learner; off the request path, not in /readyz
         self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests, config.ingress.retry_after_s)
         self._calls = ExpertCaller(config, experts)
@@ -121,13 +130,16 @@ class Ingress:
 
         local = [self._config.deployment_name_for(base.name) for base in self._config.local_bases()]
         engines = dict(await asyncio.gather(*(engine(name, self._experts[name]) for name in local)))
-        return JSONResponse({
+        body = {
             "in_flight": self._limiter.in_flight,
             "limit": self._limiter.limit,
             "draining": self._draining,
             "expert_breakers": self._calls.breaker_states(),
             "engines": engines,
-        })
+        }
+        if self._router is not None:  # one router replica's decision batches: how well batching forms
+            body["router"] = (await engine(ROUTER_DEPLOYMENT, self._router))[1]
+        return JSONResponse(body)
 
     # ------------------------------------------------------------------ models
     async def models(self, request: Request) -> ModelList:
@@ -156,8 +168,7 @@ class Ingress:
         deadline = deadline or Deadline(self._config.ingress.timeouts)
         try:
             return await deadline.bounded(
-                self._router.route.remote(messages, request.coe), self._config.ingress.timeouts.route_s,
-                "The router (ingress.timeouts.route_s)",
+                self._cached_route(messages, request), self._config.ingress.timeouts.route_s, "The router (ingress.timeouts.route_s)"
             )
         except DeadlineExceededError as exc:
             if exc.code == "deadline_exceeded":
@@ -170,6 +181,23 @@ class Ingress:
                 raise error from exc
             logger.warning("router unavailable, answering with the default expert: %s", error.message)
             return resolve_default(self._config, reason=f"router unavailable ({error.message})")
+
+    async def _cached_route(self, messages: list[dict[str, str]], request: ChatCompletionRequest) -> RouteDecision:
+        """From this replica's L1 or Redis when the serving version has decided it before, else from the router."""
+
+        view = self._route_view
+        assert view is not None
+        front, revision = view.current()
+
+        async def decide(front: RouterFront | None = None, query: PreparedQuery | None = None) -> RouteDecision:
+            decision = await self._router.decide.remote(messages, request.coe)
+            if front is not None and (decision.router_version, decision.policy_revision) != (front.version, revision):
+                view.refresh()  # the router has swapped before this replica noticed: look now, not at the next interval
+            return decision
+
+        if front is None:
+            return (await decide()).model_copy(update={"cache": "miss"})
+        return await route_with_cache(self._route_cache, front, front.prepare(messages, request.coe), decide, revision)
 
     def _required_router(self, consequence: str = "") -> Any:
         """The router's handle, for endpoints that mean nothing without one (400 ``no_router``)."""
@@ -187,24 +215,30 @@ class Ingress:
     async def flush_cache(self, request: Request) -> JSONResponse:
         """``POST /admin/cache/flush`` with ``{"version"?: ..., "levels"?: ["l1", "redis"]}``."""
         flush = parse_cache_flush(await self._body(request))
-        return JSONResponse(await self._required_router(", so nothing is cached").flush_cache.remote(flush.version, tuple(flush.levels)))
+        self._required_router(", so nothing is cached")
+        return JSONResponse(await self._route_cache.flush(flush.version, tuple(flush.levels)))
 
     async def cache_stats(self, request: Request) -> JSONResponse:
-        return JSONResponse(await self._required_router(", so nothing is cached").cache_stats.remote())
+        self._required_router(", so nothing is cached")
+        await self._route_cache.drain()
+        return JSONResponse(self._route_cache.stats())
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus text: the router replica's cache metrics, and this ingress's expert metrics."""
+        """Prometheus text: this ingress replica's route-cache and expert metrics."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        body = await self._router.metrics.remote() if self._router is not None else b""
+        body = self._route_cache.metrics.exposition() if self._router is not None else b""
         return Response(body + generate_latest(self._calls.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self._config.ingress.max_body_bytes)
 
     async def reload_router(self, request: Request) -> JSONResponse:
-        """``POST /admin/router/reload``: check the store's pointer now."""
-        return JSONResponse(await self._required_router().reload.remote())
+        """``POST /admin/router/reload``: check the store's pointer now (a router replica and this ingress)."""
+        result = await self._required_router().reload.remote()
+        assert self._route_view is not None
+        self._route_view.refresh()
+        return JSONResponse(result)
 
     # ------------------------------------------------------------------ online learning
     async def learner_status(self, request: Request) -> JSONResponse:
@@ -221,8 +255,11 @@ class Ingress:
         return JSONResponse(await self._required_router().policy.remote())
 
     async def reload_policy(self, request: Request) -> JSONResponse:
-        """``POST /admin/policy/reload``: make a router replica check the learner's policy pointer now."""
-        return JSONResponse(await self._required_router().reload_policy.remote())
+        """``POST /admin/policy/reload``: make a router replica (and this ingress) check the learner's policy pointer now."""
+        result = await self._required_router().reload_policy.remote()
+        assert self._route_view is not None
+        self._route_view.refresh()
+        return JSONResponse(result)
 
     # ------------------------------------------------------------------ feedback
     async def feedback(self, request: Request) -> JSONResponse:

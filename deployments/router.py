@@ -1,5 +1,7 @@
 """The router deployment: batched two-stage decisions, with hot-swap of the artifact.
 
+It computes decisions; it does not cache them. The ingress answers cache hits itself and asks
+the router only on a miss (``services/cache/cached_routing.py``), so a hit costs no hop here.
 Concurrent requests are grouped by ``@serve.batch`` and share one embedding pass. A watcher
 thread follows the store's ``current`` pointer; a new version is loaded and verified on the side
 and swapped in with one assignment, so a request that started on the old version finishes on
@@ -17,8 +19,6 @@ from typing import Any, Mapping, Sequence
 from ray import serve
 
 from services.artifacts import ArtifactError
-from services.cache.cached_routing import route_with_cache
-from services.cache.route_cache import RouteCache
 from services.config import AppConfig
 from services.experts.loading import force_offline
 from services.learner.serving import PolicyFollower
@@ -50,8 +50,6 @@ class RouterServer:
         self._decide.set_batch_wait_timeout_s(config.router.batching.batch_wait_timeout_s)
         self._batches = 0
         self._decisions = 0
-        self._cache = RouteCache(config.cache)
-        self._cache.check_redis_at_start()
         self._experts = frozenset(expert.name for expert in config.experts)
         self._policy = PolicyFollower(config.learner)
         self._policy.check()
@@ -109,28 +107,17 @@ class RouterServer:
         return await self.policy()
 
     # ------------------------------------------------------------------ decisions
-    async def route(self, messages: Sequence[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> RouteDecision:
-        """The decision for one request: from the L1, from Redis, or computed (``cache`` says which)."""
+    async def decide(self, messages: Sequence[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> RouteDecision:
+        """The decision for one request, computed in a batch with whatever else is waiting.
+
+        It carries the router version and policy revision it was made under, which the
+        ingress checks before caching it.
+        """
         router = self._router  # this request stays on this version and policy revision, whatever swaps meanwhile
         policy = self._policy.current
         query = router.prepare(messages, knobs)
         space = router.features.space.identity if router.features is not None else None
-
-        async def decide(router: StaticRouter, query: PreparedQuery) -> RouteDecision:
-            return policy.apply(await self._decide((router, query)), space, self._experts)
-
-        return await route_with_cache(self._cache, router, query, decide, policy.revision)
-
-    # ------------------------------------------------------------------ cache administration
-    async def flush_cache(self, version: str | None = None, levels: tuple[str, ...] = ("l1", "redis")) -> dict[str, Any]:
-        return await self._cache.flush(version, levels)
-
-    async def cache_stats(self) -> dict[str, Any]:
-        await self._cache.drain()
-        return self._cache.stats()
-
-    async def metrics(self) -> bytes:
-        return self._cache.metrics.exposition()
+        return policy.apply(await self._decide((router, query)), space, self._experts)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.003)
     async def _decide(self, items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:

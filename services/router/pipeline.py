@@ -17,22 +17,17 @@ from services.router.config import RouterConfig
 from services.router.decision import RouteDecision, RoutingKnobs
 from services.learner.features import RoutingFeatures
 from services.router.embedder import Embedder
+from services.router.front import PreparedQuery, RouterFront
 from services.router.ood import REASON as OUT_OF_DISTRIBUTION
-from services.router.routing_input import routing_text
 from services.router.stages import CategoryClassifier, ExpertTable, entropy
+
+__all__ = ["EmbeddedTexts", "PreparedQuery", "StaticRouter"]
 
 
 @dataclass(frozen=True)
 class EmbeddedTexts:
     embeddings: np.ndarray  # (batch, dimension)
     too_long: list[bool]  # beyond the embedder's window, so cut
-
-
-@dataclass(frozen=True)
-class PreparedQuery:
-    text: str
-    clipped: bool
-    knobs: RoutingKnobs
 
 
 class StaticRouter:
@@ -56,18 +51,13 @@ class StaticRouter:
             )
         self.artifact = artifact
         self.version = manifest.version
+        self.front = RouterFront(manifest, settings, costs, general_expert)
         self._embedder = embedder
-        self._context = manifest.context
         self._classifier = CategoryClassifier(artifact)
         self._ood = artifact.ood  # None for versions from before the check
         self.table = ExpertTable(manifest.scores, costs, manifest.category_shares, general_expert, settings.budget)
         self.general_expert = general_expert
         self.features = features
-        self._cost_weight = settings.cost_weight
-        self._tau = settings.confidence_threshold if settings.confidence_threshold is not None else manifest.confidence_threshold
-        self._entropy_bound = settings.entropy_threshold or manifest.entropy_threshold
-        # Everything besides the artifact and the request that can change a decision.
-        self._settings_fingerprint = [self._entropy_bound, settings.budget, general_expert, sorted(costs.items())]
 
     @property
     def embedder(self) -> Embedder:
@@ -75,18 +65,14 @@ class StaticRouter:
 
     def expert_for(self, category: str) -> str:
         """The expert a confident decision for ``category`` gets with the configured knobs."""
-        return self.table.rank(category, self._cost_weight)[0].expert
+        return self.table.rank(category, self.front.cost_weight)[0].expert
 
     def prepare(self, messages: Iterable[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> PreparedQuery:
         """Routing text of one request; an empty one is an :class:`InvalidRequestError`."""
-        text, clipped = routing_text(messages, self._context)
-        return PreparedQuery(text=text, clipped=clipped, knobs=knobs or RoutingKnobs())
+        return self.front.prepare(messages, knobs)
 
     def cache_inputs(self, query: PreparedQuery) -> tuple[object, ...]:
-        """What, besides the version and the routing text, a cached decision depends on."""
-        cost_weight = self._cost_weight if query.knobs.cost_weight is None else query.knobs.cost_weight
-        tau = self._tau if query.knobs.confidence_threshold is None else query.knobs.confidence_threshold
-        return (round(cost_weight, 9), round(tau, 9), self._settings_fingerprint)
+        return self.front.cache_inputs(query)
 
     def decide(self, queries: list[PreparedQuery]) -> list[RouteDecision]:
         return self.decide_embedded(queries, self.embed(queries))
@@ -113,16 +99,15 @@ class StaticRouter:
         for index, (query, row, row_entropy, long) in enumerate(zip(queries, probabilities, entropies, too_long)):
             top = int(row.argmax())
             confidence = float(row[top])
-            cost_weight = self._cost_weight if query.knobs.cost_weight is None else query.knobs.cost_weight
-            tau = self._tau if query.knobs.confidence_threshold is None else query.knobs.confidence_threshold
+            cost_weight, tau = self.front.knobs_of(query)
             ranked = self.table.rank(categories[top], cost_weight)
             reason = None
             if outside[index]:
                 reason = OUT_OF_DISTRIBUTION  # far from every training prompt: the category means little
             elif confidence < tau:
                 reason = f"confidence {confidence:.3f} is below τ={tau:.3f}: the general expert answers"
-            elif row_entropy > self._entropy_bound:
-                reason = f"entropy {row_entropy:.3f} is above the bound {self._entropy_bound:.3f}: the general expert answers"
+            elif row_entropy > self.front.entropy_bound:
+                reason = f"entropy {row_entropy:.3f} is above the bound {self.front.entropy_bound:.3f}: the general expert answers"
             expert = self.general_expert if reason else ranked[0].expert
             score = ood_scores[index]
             decisions.append(

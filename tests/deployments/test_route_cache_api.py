@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from services.router.artifact import derive_router_artifact
 from services.router.store import RouterStore
@@ -48,6 +49,28 @@ def test_miss_then_l1_then_redis_through_route_and_chat(http: Any) -> None:
     assert {key: value for key, value in redis_hit.items() if key != "cache"} == {key: value for key, value in first.items() if key != "cache"}
     chat = http.post("/v1/chat/completions", json={"model": "auto", "messages": [{"role": "user", "content": text}], "max_tokens": 1})
     assert chat.status_code == 200 and chat.json()["route"]["cache"] == "l1"
+
+
+def router_counts(http: Any) -> dict[str, Any]:
+    """The router replica's decision and batch counters (``GET /admin/status``)."""
+    return http.get("/admin/status").json()["router"]
+
+
+def test_hits_are_answered_by_the_ingress_with_the_routers_own_decision(http: Any, static_router: Any) -> None:
+    text = unique_math()
+    first = route(http, text)
+    before = router_counts(http)
+    hits = [route(http, text) for _ in range(3)]
+    settle(http)
+    http.post("/admin/cache/flush", json={"levels": ["l1"]})
+    hits.append(route(http, text))
+    assert [hit["cache"] for hit in hits] == ["l1", "l1", "l1", "redis"]
+    assert router_counts(http)["decisions"] == before["decisions"], "no hit reached the router deployment"
+    [own] = static_router.decide([static_router.prepare([{"role": "user", "content": text}])])
+    compared = ("expert", "category", "router_version", "uncertain", "ood_score")
+    for hit in [first, *hits]:
+        assert {key: hit[key] for key in compared} == {key: own.model_dump(mode="json")[key] for key in compared}
+        assert hit["probabilities"] == pytest.approx(own.probabilities, abs=1e-4)
 
 
 def test_a_hot_swap_never_serves_the_old_versions_decisions(http: Any, trained_router: Any) -> None:
