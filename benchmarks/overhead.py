@@ -1,6 +1,6 @@
 """Route-path overhead: what the service adds on top of the work it cannot avoid.
 
-    coe bench overhead [--quick] [--clients 64] [--out DIR]
+    coe bench overhead [--quick] [--clients 64] [--out DIR] [--profile DIR]
 
 It starts its own app (the default config, with a Redis of its own) on a free port and measures,
 through HTTP, every figure against a baseline taken in the same run on the same machine:
@@ -16,7 +16,8 @@ through HTTP, every figure against a baseline taken in the same run on the same 
   aggregate tokens/s of 8 concurrent streams, HTTP against in-process.
 
 The three kinds of request are interleaved (one of each in turn), so that all see the same machine.
-Writes ``overhead.json`` and ``overhead.png``.
+Writes ``overhead.json`` and ``overhead.png``; with ``--profile DIR``, py-spy flame graphs of the
+proxy, ingress and router processes during the miss and hit runs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import copy
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -236,6 +238,46 @@ async def chat_figures(url: str, ttft_repeats: int, max_tokens: int, expert: str
     return {"ttft_p50_ms": p50_ms(ttfts), "tokens_per_s_8_streams": round(sum(used for _, used in results) / elapsed, 2)}
 
 
+SERVE_PROCESSES = {"proxy": "ProxyActor", "ingress": "ServeReplica:coe:ingress", "router": "ServeReplica:coe:router"}
+
+
+class Profiles:
+    """py-spy flame graphs of the proxy, ingress and router processes while a run goes on (``--profile DIR``)."""
+
+    def __init__(self, folder: Path | None, label: str) -> None:
+        self._folder = folder
+        self._label = label
+        self._recorders: list[Any] = []
+
+    def __enter__(self) -> "Profiles":
+        if self._folder is None:
+            return self
+        import subprocess
+
+        import psutil
+
+        self._folder.mkdir(parents=True, exist_ok=True)
+        spy = str(Path(sys.executable).parent / "py-spy")  # installed with Ray, in this environment
+        for name, marker in SERVE_PROCESSES.items():
+            pids = [proc.pid for proc in psutil.process_iter(["cmdline"]) if marker in " ".join(proc.info["cmdline"] or [])]
+            for pid in pids[:1]:
+                out = self._folder / f"{self._label}-{name}.svg"
+                self._recorders.append(subprocess.Popen(
+                    [spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking", "--output", str(out)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                ))
+        time.sleep(1)  # attached before the load starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for recorder in self._recorders:
+            recorder.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
+        for recorder in self._recorders:
+            recorder.wait(timeout=60)
+
+
 def router_stats(url: str) -> dict[str, Any]:
     """The router replica's decision and batch counts, as ``GET /admin/status`` reports them."""
     import httpx
@@ -249,7 +291,7 @@ def mean_batch(before: dict[str, Any], after: dict[str, Any]) -> float:
 
 
 # ---------------------------------------------------------------------------------- the run
-def run(quick: bool, clients: int, work: Path) -> dict[str, Any]:
+def run(quick: bool, clients: int, work: Path, profile: Path | None = None) -> dict[str, Any]:
     import yaml
 
     from deployments.local import running_app
@@ -279,10 +321,12 @@ def run(quick: bool, clients: int, work: Path) -> dict[str, Any]:
             in_process_per_s = batched_decisions_per_s(router, burst)
             timings = asyncio.run(sequential(url, pool[0], singles))
             before = router_stats(url)
-            misses = asyncio.run(concurrent_routes(url, burst, clients, f"{clients} clients, misses"))
+            with Profiles(profile, "misses"):
+                misses = asyncio.run(concurrent_routes(url, burst, clients, f"{clients} clients, misses"))
             misses["mean_batch_size"] = mean_batch(before, router_stats(url))
             asyncio.run(concurrent_routes(url, hot, clients, "warming the hit set"))
-            hits = asyncio.run(concurrent_routes(url, (hot * (hit_count // len(hot) + 1))[:hit_count], clients, f"{clients} clients, hits"))
+            with Profiles(profile, "hits"):
+                hits = asyncio.run(concurrent_routes(url, (hot * (hit_count // len(hot) + 1))[:hit_count], clients, f"{clients} clients, hits"))
             http_chat = asyncio.run(chat_figures(url, ttft_repeats, max_tokens, config.general_expert))
             local_chat = asyncio.run(engine_figures(config, ttft_repeats, max_tokens))
     finally:
@@ -359,9 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Fewer requests (a few minutes on 2 cores).")
     parser.add_argument("--clients", type=int, default=64, help="Concurrent clients for the throughput runs.")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--profile", type=Path, help="Also write py-spy flame graphs (SVG) of the proxy, ingress and router here.")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="coe-bench-overhead-") as work:
-        summary = run(args.quick, args.clients, Path(work))
+        summary = run(args.quick, args.clients, Path(work), args.profile)
     save(args.out, "overhead", summary, plot)
     print(table(summary))
     return 0

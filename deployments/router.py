@@ -24,6 +24,7 @@ from services.experts.loading import force_offline
 from services.learner.serving import PolicyFollower
 from services.router.decision import RouteDecision, RoutingKnobs
 from services.router.loader import RouterFactory
+from services.router.passes import CoalescingPasses
 from services.router.pipeline import PreparedQuery, StaticRouter
 from services.router.store import RouterStore
 
@@ -48,8 +49,9 @@ class RouterServer:
         self._last_error: str | None = None
         self._decide.set_max_batch_size(config.router.batching.max_batch_size)
         self._decide.set_batch_wait_timeout_s(config.router.batching.batch_wait_timeout_s)
-        self._batches = 0
-        self._decisions = 0
+        self._passes: CoalescingPasses[tuple[StaticRouter, PreparedQuery], RouteDecision] = CoalescingPasses(
+            _decide_grouped, config.router.batching.max_batch_size
+        )
         self._experts = frozenset(expert.name for expert in config.experts)
         self._policy = PolicyFollower(config.learner)
         self._policy.check()
@@ -96,7 +98,8 @@ class RouterServer:
         return {"version": manifest.version, "taxonomy": list(manifest.taxonomy), "created_at": manifest.created_at}
 
     async def stats(self) -> dict[str, Any]:
-        return {"batches": self._batches, "decisions": self._decisions, "version": self._router.version}
+        """Embedding passes run and decisions made: decisions / batches is the batch size that formed."""
+        return {"batches": self._passes.passes, "decisions": self._passes.rows, "version": self._router.version}
 
     async def policy(self) -> dict[str, Any]:
         """The routing policy this replica serves (``POST /admin/policy/reload`` checks the pointer first)."""
@@ -119,11 +122,11 @@ class RouterServer:
         space = router.features.space.identity if router.features is not None else None
         return policy.apply(await self._decide((router, query)), space, self._experts)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.003)
+    # Serve groups concurrent calls; batches it forms while a pass runs are merged into the next pass
+    # (services/router/passes.py), so they may all enter at once rather than queue one by one.
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.003, max_concurrent_batches=8)
     async def _decide(self, items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:
-        self._batches += 1
-        self._decisions += len(items)
-        return await asyncio.to_thread(_decide_grouped, items)
+        return await self._passes.run(items)
 
     def __del__(self) -> None:
         stopped = getattr(self, "_stopped", None)

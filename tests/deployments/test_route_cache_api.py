@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import subprocess
 import sys
@@ -71,6 +72,23 @@ def test_hits_are_answered_by_the_ingress_with_the_routers_own_decision(http: An
     for hit in [first, *hits]:
         assert {key: hit[key] for key in compared} == {key: own.model_dump(mode="json")[key] for key in compared}
         assert hit["probabilities"] == pytest.approx(own.probabilities, abs=1e-4)
+
+
+def test_concurrent_misses_are_decided_in_batches(base_url: str, http: Any) -> None:
+    """A burst of distinct prompts shares embedding passes: the router records batches, not one pass each."""
+    before = router_counts(http)
+    texts = [unique_math() for _ in range(64)]
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+            replies = await asyncio.gather(*(client.post("/v1/route", json={"messages": [{"role": "user", "content": text}]}) for text in texts))
+        return [reply.status_code for reply in replies]
+
+    assert asyncio.run(burst()) == [200] * len(texts)
+    after = router_counts(http)
+    decisions, batches = after["decisions"] - before["decisions"], after["batches"] - before["batches"]
+    assert decisions == len(texts), "every prompt was new, so each was decided once"
+    assert decisions / batches > 4, f"{decisions} decisions in {batches} embedding passes"
 
 
 def test_a_hot_swap_never_serves_the_old_versions_decisions(http: Any, trained_router: Any) -> None:
