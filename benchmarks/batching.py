@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import httpx
 from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
+
+from deployments.local import free_port
 
 PROMPTS = (
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
@@ -58,11 +59,6 @@ async def measure(url: str, model: str, requests: int, concurrency: int, max_tok
         elapsed = time.perf_counter() - started
     return {"concurrency": concurrency, "requests": requests, "tokens": tokens, "seconds": elapsed, "tokens_per_s": tokens / elapsed}
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(url: str, model: str, requests: int, max_tokens: int, levels: list[int]) -> dict[str, Any]:
@@ -114,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         from deployments.local import running_app
         from services.config import load_config
 
-        with running_app(load_config(args.config), port=_free_port()) as url:
+        with running_app(load_config(args.config), port=free_port()) as url:
             summary = run(url, args.model, args.requests, args.max_tokens, levels)
     summary["requests"] = args.requests
 

@@ -23,7 +23,6 @@ import asyncio
 import copy
 import json
 import random
-import socket
 import tempfile
 import time
 from collections import Counter
@@ -33,6 +32,8 @@ from typing import Any
 import httpx
 from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
+
+from deployments.local import free_port
 
 PROMPTS = (
     "What is 17 times 23?",
@@ -46,11 +47,6 @@ PROMPTS = (
 )
 SCENARIOS = ("baseline", "replica_kill", "engine_failure", "redis_restart", "disconnects")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Tally:
@@ -196,7 +192,7 @@ def run(seconds: float, clients: int, names: list[str], work: Path) -> dict[str,
 
     import yaml
 
-    redis_server = RedisServer(_free_port(), work / "redis", persistent=True)
+    redis_server = RedisServer(free_port(), work / "redis", persistent=True)
     (work / "redis").mkdir(parents=True, exist_ok=True)
     redis_server.start()
     raw = with_fault_drill(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")))
@@ -206,7 +202,7 @@ def run(seconds: float, clients: int, names: list[str], work: Path) -> dict[str,
                       "shadow": {**raw["learner"]["shadow"], "sample_rate": 0.0}}
     raw["ingress"] = {**raw["ingress"], "max_concurrent_requests": max(32, clients * 2)}
     config = parse_config(raw, folder=DEFAULT_CONFIG_PATH.parent, source="fault benchmark config")
-    port = _free_port()
+    port = free_port()
     results: dict[str, Any] = {}
 
     def applied(url: str) -> int:

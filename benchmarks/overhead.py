@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import copy
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,14 +37,11 @@ from typing import Any, Awaitable, Callable
 from _report import RESULTS_DIR, save
 from tqdm.auto import tqdm
 
+from deployments.local import free_port
+
 CHAT_PROMPT = [{"role": "user", "content": "Name three colours of the rainbow."}]
 STREAMS = 8
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def p50_ms(values: list[float]) -> float:
@@ -305,14 +301,14 @@ def run(quick: bool, clients: int, work: Path, profile: Path | None = None) -> d
     singles, burst = pool[1 : 1 + sequential_count], pool[1 + sequential_count : 1 + sequential_count + miss_count]
     hot = pool[-clients:]  # warmed before the hit run: every request of it is a hit
     (work / "redis").mkdir(parents=True)
-    redis_server = RedisServer(_free_port(), work / "redis")
+    redis_server = RedisServer(free_port(), work / "redis")
     redis_server.start()
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
     raw["cache"] = {**raw["cache"], "url": redis_server.url}
     raw["learner"] = {**copy.deepcopy(raw["learner"]), "directory": str(work / "learner"), "hmac_key_file": str(work / "learner.key"),
                       "shadow": {**raw["learner"]["shadow"], "sample_rate": 0.0}}
     config = parse_config(raw, folder=DEFAULT_CONFIG_PATH.parent, source="overhead benchmark config")
-    port = _free_port()
+    port = free_port()
     try:
         with running_app(config, port=port, num_cpus=2) as url:
             assert config.router is not None

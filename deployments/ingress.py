@@ -63,8 +63,8 @@ class Ingress:
         self._router = router  # DeploymentHandle of the router, when one is configured
         # Decisions are cached here, in front of the router: a hit never reaches it.
         self._route_view = RouteView(config) if router is not None else None
-        self._route_cache = RouteCache(config.cache)
-        if router is not None:
+        self._route_cache = RouteCache(config.cache) if router is not None else None
+        if self._route_cache is not None:
             self._route_cache.check_redis_at_start()
         self._learner = learner  # DeploymentHandle of the online learner; off the request path, not in /readyz
         self._limiter = ConcurrencyLimiter(config.ingress.max_concurrent_requests, config.ingress.retry_after_s)
@@ -185,8 +185,8 @@ class Ingress:
     async def _cached_route(self, messages: list[dict[str, str]], request: ChatCompletionRequest) -> RouteDecision:
         """From this replica's L1 or Redis when the serving version has decided it before, else from the router."""
 
-        view = self._route_view
-        assert view is not None
+        view, cache = self._route_view, self._route_cache
+        assert view is not None and cache is not None
         front, revision = view.current()
 
         async def decide(front: RouterFront | None = None, query: PreparedQuery | None = None) -> RouteDecision:
@@ -197,7 +197,7 @@ class Ingress:
 
         if front is None:
             return (await decide()).model_copy(update={"cache": "miss"})
-        return await route_with_cache(self._route_cache, front, front.prepare(messages, request.coe), decide, revision)
+        return await route_with_cache(cache, front, front.prepare(messages, request.coe), decide, revision)
 
     def _required_router(self, consequence: str = "") -> Any:
         """The router's handle, for endpoints that mean nothing without one (400 ``no_router``)."""
@@ -215,19 +215,24 @@ class Ingress:
     async def flush_cache(self, request: Request) -> JSONResponse:
         """``POST /admin/cache/flush`` with ``{"version"?: ..., "levels"?: ["l1", "redis"]}``."""
         flush = parse_cache_flush(await self._body(request))
-        self._required_router(", so nothing is cached")
-        return JSONResponse(await self._route_cache.flush(flush.version, tuple(flush.levels)))
+        return JSONResponse(await self._required_cache().flush(flush.version, tuple(flush.levels)))
 
     async def cache_stats(self, request: Request) -> JSONResponse:
+        cache = self._required_cache()
+        await cache.drain()
+        return JSONResponse(cache.stats())
+
+    def _required_cache(self) -> RouteCache:
+        """The route cache, for endpoints that mean nothing without a router (400 ``no_router``)."""
         self._required_router(", so nothing is cached")
-        await self._route_cache.drain()
-        return JSONResponse(self._route_cache.stats())
+        assert self._route_cache is not None
+        return self._route_cache
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text: this ingress replica's route-cache and expert metrics."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        body = self._route_cache.metrics.exposition() if self._router is not None else b""
+        body = self._route_cache.metrics.exposition() if self._route_cache is not None else b""
         return Response(body + generate_latest(self._calls.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def _body(self, request: Request) -> bytes:

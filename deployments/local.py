@@ -34,6 +34,15 @@ def check_model_files(config: AppConfig) -> None:
         RouterStore(Path(config.router.store)).load_current()
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now, for an app or a Redis of one's own (tests, benchmarks)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def wait_until_ready(url: str, timeout_s: float) -> None:
     import httpx
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +15,7 @@ import pytest
 import yaml
 
 from deployments.fault_drill import with_fault_drill
+from deployments.local import free_port
 from deployments.local_redis import RedisServer
 from services.config import DEFAULT_CONFIG_PATH, AppConfig, parse_config, with_absolute_paths
 from tests.training_runs import REWARD_TEST_HPARAMS
@@ -42,12 +42,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.serve)
         if LONG_TRAINING_FIXTURES & fixtures:
             item.add_marker(pytest.mark.training)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def default_config_dict() -> dict[str, Any]:
