@@ -167,11 +167,14 @@ async def sequential(url: str, hit_prompt: list[dict[str, str]], misses: list[li
     return timings
 
 
-async def concurrent_routes(url: str, prompts: list[list[dict[str, str]]], clients: int, desc: str) -> dict[str, Any]:
-    """``clients`` clients sending ``prompts`` between them as fast as answers come back."""
+async def concurrent_routes(
+    url: str, prompts: list[list[dict[str, str]] | None], clients: int, desc: str
+) -> dict[str, Any]:
+    """``clients`` clients sending ``prompts`` between them as fast as answers come back
+    (``None`` in place of a prompt: ``GET /healthz``, the HTTP stack's own ceiling)."""
     import aiohttp
 
-    queue: asyncio.Queue[list[dict[str, str]]] = asyncio.Queue()
+    queue: asyncio.Queue[list[dict[str, str]] | None] = asyncio.Queue()
     for messages in prompts:
         queue.put_nowait(messages)
     statuses: Counter[int] = Counter()
@@ -182,7 +185,8 @@ async def concurrent_routes(url: str, prompts: list[list[dict[str, str]]], clien
         while not queue.empty():
             messages = queue.get_nowait()
             started = time.perf_counter()
-            async with session.post(f"{url}/v1/route", json={"messages": messages}) as response:
+            request = session.get(f"{url}/healthz") if messages is None else session.post(f"{url}/v1/route", json={"messages": messages})
+            async with request as response:
                 await response.read()
                 statuses[response.status] += 1
             latencies.append(time.perf_counter() - started)
@@ -287,7 +291,7 @@ def mean_batch(before: dict[str, Any], after: dict[str, Any]) -> float:
 
 
 # ---------------------------------------------------------------------------------- the run
-def run(quick: bool, clients: int, work: Path, profile: Path | None = None) -> dict[str, Any]:
+def run(quick: bool, clients: int, work: Path, profile: Path | None = None, placement: str | None = None) -> dict[str, Any]:
     import yaml
 
     from deployments.local import running_app
@@ -307,7 +311,10 @@ def run(quick: bool, clients: int, work: Path, profile: Path | None = None) -> d
     raw["cache"] = {**raw["cache"], "url": redis_server.url}
     raw["learner"] = {**copy.deepcopy(raw["learner"]), "directory": str(work / "learner"), "hmac_key_file": str(work / "learner.key"),
                       "shadow": {**raw["learner"]["shadow"], "sample_rate": 0.0}}
+    if placement is not None:
+        raw["router"] = {**raw["router"], "placement": placement}
     config = parse_config(raw, folder=DEFAULT_CONFIG_PATH.parent, source="overhead benchmark config")
+    assert config.router is not None
     port = free_port()
     try:
         with running_app(config, port=port, num_cpus=2) as url:
@@ -323,6 +330,7 @@ def run(quick: bool, clients: int, work: Path, profile: Path | None = None) -> d
             asyncio.run(concurrent_routes(url, hot, clients, "warming the hit set"))
             with Profiles(profile, "hits"):
                 hits = asyncio.run(concurrent_routes(url, (hot * (hit_count // len(hot) + 1))[:hit_count], clients, f"{clients} clients, hits"))
+            healthz_load = asyncio.run(concurrent_routes(url, [None] * hit_count, clients, f"{clients} clients, /healthz"))
             http_chat = asyncio.run(chat_figures(url, ttft_repeats, max_tokens, config.general_expert))
             local_chat = asyncio.run(engine_figures(config, ttft_repeats, max_tokens))
     finally:
@@ -342,10 +350,12 @@ def run(quick: bool, clients: int, work: Path, profile: Path | None = None) -> d
     return {
         "machine": {"cpus": os.cpu_count()},
         "clients": clients,
+        "router_placement": config.router.placement,
         "one_client_p50_ms": {"healthz": healthz, "route_hit": hit, "route_miss": miss, "embedding_in_process": embed},
         "one_client_p99_ms": {"healthz": p99_ms(timings["healthz"]), "route_hit": p99_ms(timings["hit"]), "route_miss": p99_ms(timings["miss"])},
         "misses": {**misses, "in_process_batched_per_s": round(in_process_per_s, 2)},
         "hits": hits,
+        "healthz_under_load": healthz_load,  # what the proxy and ingress alone can answer: the ceiling for hits
         "chat": {"http": http_chat, "in_process": local_chat, "max_tokens": max_tokens},
         "goals": {name: {"ratio": value, "met": met} for name, (value, met) in goals.items()},
     }
@@ -361,6 +371,8 @@ def table(summary: dict[str, Any]) -> str:
         f"| {summary['clients']} clients, misses | {summary['misses']['per_s']}/s, p50 {summary['misses']['p50_ms']} ms, "
         f"mean batch {summary['misses']['mean_batch_size']} (in-process batched {summary['misses']['in_process_batched_per_s']}/s) |",
         f"| {summary['clients']} clients, hits | {summary['hits']['per_s']}/s, p50 {summary['hits']['p50_ms']} ms, p99 {summary['hits']['p99_ms']} ms |",
+        f"| {summary['clients']} clients, `/healthz` | {summary['healthz_under_load']['per_s']}/s, "
+        f"p50 {summary['healthz_under_load']['p50_ms']} ms (the HTTP path's own ceiling) |",
         f"| chat TTFT p50 | HTTP {summary['chat']['http']['ttft_p50_ms']} ms, in-process {summary['chat']['in_process']['ttft_p50_ms']} ms |",
         f"| 8 streams | HTTP {summary['chat']['http']['tokens_per_s_8_streams']} tok/s, "
         f"in-process {summary['chat']['in_process']['tokens_per_s_8_streams']} tok/s |",
@@ -383,8 +395,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     left.set_ylabel("p50 latency, one client (ms)")
     left.set_title("What one request pays")
     rates = {"misses (HTTP)": summary["misses"]["per_s"], "misses (in-process)": summary["misses"]["in_process_batched_per_s"],
-             "hits (HTTP)": summary["hits"]["per_s"]}
-    right.bar(list(rates), list(rates.values()), color=["tab:orange", "tab:blue", "tab:green"])
+             "hits (HTTP)": summary["hits"]["per_s"], "/healthz (HTTP)": summary["healthz_under_load"]["per_s"]}
+    right.bar(list(rates), list(rates.values()), color=["tab:orange", "tab:blue", "tab:green", "grey"])
     right.set_ylabel("decisions/s")
     right.set_title(f"{summary['clients']} concurrent clients")
     for axis in (left, right):
@@ -400,9 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=64, help="Concurrent clients for the throughput runs.")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--profile", type=Path, help="Also write py-spy flame graphs (SVG) of the proxy, ingress and router here.")
+    parser.add_argument("--placement", choices=["deployment", "ingress"], help="router.placement to measure (default: the config's).")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="coe-bench-overhead-") as work:
-        summary = run(args.quick, args.clients, Path(work), args.profile)
+        summary = run(args.quick, args.clients, Path(work), args.profile, args.placement)
     save(args.out, "overhead", summary, plot)
     print(table(summary))
     return 0

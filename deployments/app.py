@@ -67,7 +67,8 @@ def deployment_plan(config: AppConfig) -> dict[str, DeploymentOptions]:
     plan = {config.deployment_name_for(base.name): base.deployment for base in config.local_bases()}
     plan.update({config.deployment_name_for(remote.name): remote.deployment for remote in config.remote_experts()})
     if config.router is not None:
-        plan[ROUTER_DEPLOYMENT] = config.router.deployment
+        if config.router.placement == "deployment":
+            plan[ROUTER_DEPLOYMENT] = config.router.deployment
         if config.learner.enabled:
             plan[LEARNER_DEPLOYMENT] = config.learner.deployment
     plan[INGRESS_DEPLOYMENT] = config.ingress.deployment
@@ -90,7 +91,7 @@ def build_app_from_config(config: AppConfig) -> Application:
             serve.deployment(RemoteExpertServer).options(name=name, **deployment_options(plan[name])).bind(remote)
         )
     router = None
-    if config.router is not None:
+    if ROUTER_DEPLOYMENT in plan:  # else the ingress holds the router (router.placement: ingress)
         router = (
             serve.deployment(RouterServer)
             .options(name=ROUTER_DEPLOYMENT, **deployment_options(plan[ROUTER_DEPLOYMENT]))

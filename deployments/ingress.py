@@ -60,7 +60,11 @@ class Ingress:
     def __init__(self, config: AppConfig, experts: dict[str, Any], router: Any = None, learner: Any = None) -> None:
         self._config = config
         self._experts = experts  # deployment name -> DeploymentHandle
-        self._router = router  # DeploymentHandle of the router, when one is configured
+        if router is None and config.router is not None and config.router.placement == "ingress":
+            from deployments.router import InProcessRouter
+
+            router = InProcessRouter(config)
+        self._router = router  # the router's DeploymentHandle, or the in-process router; None without one
         # Decisions are cached here, in front of the router: a hit never reaches it.
         self._route_view = RouteView(config) if router is not None else None
         self._route_cache = RouteCache(config.cache) if router is not None else None

@@ -134,6 +134,30 @@ class RouterServer:
             stopped.set()
 
 
+class InProcessRouter:
+    """The router inside the ingress's own process (``router.placement: ingress``).
+
+    The same :class:`RouterServer`, called the way a deployment handle is called
+    (``router.decide.remote(...)`` gives an awaitable), so the ingress has one code path for both
+    placements. It saves the hop to another replica on every miss, at the cost of an embedder
+    per ingress replica.
+    """
+
+    def __init__(self, config: AppConfig) -> None:
+        self._server = RouterServer(config)
+
+    def __getattr__(self, name: str) -> "_LocalMethod":
+        return _LocalMethod(getattr(self._server, name))
+
+
+class _LocalMethod:
+    def __init__(self, method: Any) -> None:
+        self._method = method
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method(*args, **kwargs)
+
+
 def _decide_grouped(items: list[tuple[StaticRouter, PreparedQuery]]) -> list[RouteDecision]:
     """Decide a batch; requests that straddle a swap are grouped by the version they started on.
 

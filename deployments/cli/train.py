@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     router = jobs.add_parser("router", help="Train the two-stage router from the seed splits (a few minutes on CPU).")
     router.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
     router.add_argument("--data-dir", type=Path, help="Folder with train/calibration/test.jsonl.")
-    router.add_argument("--missing", action="store_true", help="Do nothing when the store already serves a router.")
+    router.add_argument("--missing", action="store_true", help="Do nothing when the store already serves a router (but export its embedder to ONNX if it has no export).")
     router.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
     router.add_argument("--report-dir", type=Path, default=Path("benchmarks/results"), help="Where the confusion matrix PNG and router_evaluation.json go.")
     router.add_argument("--embedder", choices=["dense", "frozen", "moe"], default="dense",
@@ -81,10 +81,18 @@ def run_router(args: argparse.Namespace) -> int:
     if args.missing:
         try:
             artifact = store.load_current()
-            print(f"router {artifact.version} is current in {store.root}")
-            return 0
         except ArtifactError:
             pass
+        else:
+            print(f"router {artifact.version} is current in {store.root}")
+            if config.router.embedding_backend == "onnx":
+                from router_training.embedder.onnx_export import add_onnx_export
+
+                exported = add_onnx_export(store.root, artifact)
+                if exported is not None:
+                    store.use(exported.version)
+                    print(f"router {exported.version}: {artifact.version} with its embedder exported to int8 ONNX, made current")
+            return 0
     from router_training.embedder.train import EmbedderTrainingArgs
 
     training = RouterTrainingArgs(data_dir=args.data_dir) if args.data_dir else RouterTrainingArgs()

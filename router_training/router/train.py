@@ -314,6 +314,7 @@ def train_router(
     contrastively first: the ablation's best, the default) or ``moe``. The version is evaluated
     through the serving code on the test split and the external set before it is made current.
     """
+    from router_training.embedder.onnx_export import export_if_possible
     from router_training.embedder.train import train_embedder
     from router_training.router.evaluate import evaluate_splits, format_evaluation, read_external
     from services.router.config import EmbedderSource
@@ -340,11 +341,17 @@ def train_router(
                 embedder_variant, embedder_args,  # type: ignore[arg-type]
             )
             embedder = Embedder(EmbedderSource(path=str(folder)), reference=f"trained:{embedder_variant}")
+            # The head is fitted on the fp32 embeddings, the reference either backend serves within
+            # int8 error; the export is bundled beside them for serving.
+            training["onnx_export"] = export_if_possible(folder)
         fit = fit_head(embedder, splits, router, args)
         artifact = publish_router(
             config, fit, embedder, splits, scores=score_table(config), training=training, embedder_dir=folder, activate=False
         )
-    evaluation = evaluate_splits(RouterFactory(config).build(artifact), splits.examples["test"], external, fit.test_embeddings)
+    served = RouterFactory(config).build(artifact)
+    # Evaluated as served: the test split is embedded again when serving uses the export.
+    reused = fit.test_embeddings if served.embedder.backend == embedder.backend else None
+    evaluation = evaluate_splits(served, splits.examples["test"], external, reused)
     print(format_evaluation(evaluation))
     if report_dir is not None:
         plot_confusion(fit.metrics["test"], router.categories, report_dir / "router_confusion.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -53,12 +54,15 @@ class ContextPolicy(Frozen):
     max_system_chars: int = Field(200, ge=0, description="Characters kept of the system prompt.")
 
 
+EmbeddingBackend = Literal["onnx", "torch"]
+
+
 class RouterBatching(Frozen):
     """Serve's ``@serve.batch`` settings: concurrent decisions share one embedding pass."""
 
     max_batch_size: int = Field(32, ge=1, le=512)
     batch_wait_timeout_s: float = Field(0.003, ge=0, le=1)
-    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads in the router; default: all cores.")
+    torch_threads: int | None = Field(None, ge=1, description="torch's (or onnxruntime's) intra-op threads for the embedder; default: all cores.")
 
 
 class RouterConfig(Frozen):
@@ -67,6 +71,11 @@ class RouterConfig(Frozen):
     store: str = Field(description="Directory of router artifacts, with a `current` pointer file.")
     categories: tuple[str, ...] = Field(DEFAULT_CATEGORIES, min_length=2, description="The taxonomy.")
     embedder: EmbedderSource = Field(default_factory=EmbedderSource)
+    embedding_backend: EmbeddingBackend = Field(
+        "onnx",
+        description="onnx: a trained embedder's int8 export computes embeddings (training writes it, and fits the head "
+        "on it); torch: the fp32 weights, for versions trained with either.",
+    )
     context: ContextPolicy = Field(default_factory=ContextPolicy)
     general_expert: str | None = Field(None, description="Fallback when the router is unsure; default: default_expert.")
     cost_weight: float = Field(0.0, ge=0, le=100, description="λ in s − λ·cost_norm; per request: coe.cost_weight.")
@@ -80,6 +89,11 @@ class RouterConfig(Frozen):
     default_score: float = Field(0.5, description="Score of a (category, expert) pair missing from initial_scores.")
     initial_scores: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="s(category, expert) used by `coe train router` before reward scores exist."
+    )
+    placement: Literal["deployment", "ingress"] = Field(
+        "ingress",
+        description="deployment: a router deployment of its own, scaled apart; ingress: inside each ingress replica, "
+        "no hop per decision (see the README's Sizing).",
     )
     watch_interval_s: float = Field(2.0, gt=0, description="How often the router checks the `current` pointer.")
     batching: RouterBatching = Field(default_factory=RouterBatching)

@@ -30,7 +30,12 @@ class RouterFactory:
             # Each version bundles its own trained embedder: identify it by version, not by name.
             reference = f"{artifact.manifest.embedder}@{artifact.version}"
             if self._embedder is None or self._embedder.reference != reference:
-                self._embedder = Embedder(EmbedderSource(path=str(bundled)), reference=reference)
+                self._embedder = Embedder(
+                    EmbedderSource(path=str(bundled)),
+                    reference=reference,
+                    backend=self._settings.embedding_backend,
+                    threads=self._settings.batching.torch_threads,
+                )
         elif self._embedder is None or self._embedder.reference != artifact.manifest.embedder:
             self._embedder = Embedder(self._settings.embedder)
         return StaticRouter(artifact, self._embedder, self._settings, self._costs, self._general, self.features_for(artifact))

@@ -20,8 +20,9 @@ def test_plan_has_one_deployment_per_base_and_remote_plus_ingress(app_config) ->
         "expert-smollm2-twin",
         "ingress",
         "learner",
-        "router",
-    ]
+    ]  # the router runs inside the ingress (router.placement: ingress)
+    separate = app_config.model_copy(update={"router": app_config.router.model_copy(update={"placement": "deployment"})})
+    assert "router" in deployment_plan(separate)
 
 
 def test_options_reserve_fractional_cpus_and_bounded_queues() -> None:
@@ -41,7 +42,7 @@ def test_rendered_serve_config_validates_against_rays_schema() -> None:
     schema = ServeDeploySchema.model_validate(document) if hasattr(ServeDeploySchema, "model_validate") else ServeDeploySchema.parse_obj(document)
     application = schema.applications[0]
     assert application.import_path == "deployments.app:build_app"
-    assert {deployment.name for deployment in application.deployments} == {"ingress", "expert-smollm2", "router", "learner"}
+    assert {deployment.name for deployment in application.deployments} == {"ingress", "expert-smollm2", "learner"}
 
 
 def test_builder_accepts_serve_args() -> None:

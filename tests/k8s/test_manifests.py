@@ -236,7 +236,8 @@ def test_serve_config_v2_is_what_target_serve_renders_and_ray_accepts(name: str,
 def test_every_deployment_autoscales_and_reserves_memory(name: str) -> None:
     (application,) = serve_config(rendered(name))["applications"]
     names = {deployment["name"] for deployment in application["deployments"]}
-    assert {"router", "ingress", "learner"} <= names and any(item.startswith("expert-") for item in names)
+    assert {"ingress", "learner"} <= names and any(item.startswith("expert-") for item in names)
+    assert "router" not in names  # decisions are computed in the ingress (router.placement: ingress)
     for deployment in application["deployments"]:
         scaling = deployment["autoscaling_config"]
         assert scaling["min_replicas"] >= 1 and scaling["max_replicas"] >= scaling["min_replicas"]
