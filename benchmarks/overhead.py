@@ -238,11 +238,16 @@ async def chat_figures(url: str, ttft_repeats: int, max_tokens: int, expert: str
     return {"ttft_p50_ms": p50_ms(ttfts), "tokens_per_s_8_streams": round(sum(used for _, used in results) / elapsed, 2)}
 
 
-SERVE_PROCESSES = {"proxy": "ProxyActor", "ingress": "ServeReplica:coe:ingress", "router": "ServeReplica:coe:router"}
+SERVE_PROCESSES = {
+    "proxy": "ProxyActor",
+    "ingress": "ServeReplica:coe:ingress",
+    "router": "ServeReplica:coe:router",  # router.placement: deployment only
+    "expert": "ServeReplica:coe:expert-smollm2",
+}
 
 
 class Profiles:
-    """py-spy flame graphs of the proxy, ingress and router processes while a run goes on (``--profile DIR``)."""
+    """py-spy flame graphs of the proxy, ingress, router and expert processes while a run goes on (``--profile DIR``)."""
 
     def __init__(self, folder: Path | None, label: str) -> None:
         self._folder = folder
@@ -331,7 +336,8 @@ def run(quick: bool, clients: int, work: Path, profile: Path | None = None, plac
             with Profiles(profile, "hits"):
                 hits = asyncio.run(concurrent_routes(url, (hot * (hit_count // len(hot) + 1))[:hit_count], clients, f"{clients} clients, hits"))
             healthz_load = asyncio.run(concurrent_routes(url, [None] * hit_count, clients, f"{clients} clients, /healthz"))
-            http_chat = asyncio.run(chat_figures(url, ttft_repeats, max_tokens, config.general_expert))
+            with Profiles(profile, "chat"):
+                http_chat = asyncio.run(chat_figures(url, ttft_repeats, max_tokens, config.general_expert))
             local_chat = asyncio.run(engine_figures(config, ttft_repeats, max_tokens))
     finally:
         redis_server.stop()
@@ -411,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Fewer requests (a few minutes on 2 cores).")
     parser.add_argument("--clients", type=int, default=64, help="Concurrent clients for the throughput runs.")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--profile", type=Path, help="Also write py-spy flame graphs (SVG) of the proxy, ingress and router here.")
+    parser.add_argument("--profile", type=Path, help="Also write py-spy flame graphs (SVG) of the proxy, ingress, router and expert here.")
     parser.add_argument("--placement", choices=["deployment", "ingress"], help="router.placement to measure (default: the config's).")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="coe-bench-overhead-") as work:

@@ -156,8 +156,12 @@ def ray_cluster(http_port: int, weights_cache: Any) -> Iterator[None]:
     os.environ["COE_TEST_REMOTE_KEY"] = "test-key-from-environment"
     os.environ.pop("COE_TEST_UNSET_KEY", None)
     os.environ.pop("COE_REDIS_URL", None)  # the session's own Redis, from the test config
-    # A Ray instance of the session's own, never one another process on the machine started.
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    from deployments.local import serve_fast_paths
+
+    # A Ray instance of the session's own, never one another process on the machine started,
+    # with the same Serve as `coe serve` runs.
+    with serve_fast_paths():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     yield
     ray.shutdown()  # ends Serve with the cluster; a graceful Serve shutdown would only add seconds here

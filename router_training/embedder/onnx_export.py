@@ -76,7 +76,7 @@ def export_onnx(model_dir: Path) -> OnnxExportInfo:
 
     info = OnnxExportInfo(
         quantization=QUANTIZATION,
-        dimension=int(model.get_sentence_embedding_dimension()),
+        dimension=int(model.get_embedding_dimension()),
         max_seq_length=int(model.max_seq_length),
         do_lower_case=bool(getattr(transformer, "do_lower_case", False)),
         inputs=inputs,

@@ -233,6 +233,16 @@ def test_serve_config_v2_is_what_target_serve_renders_and_ray_accepts(name: str,
 
 
 @pytest.mark.parametrize("name", OVERLAYS)
+def test_every_ray_container_runs_serve_behind_haproxy_as_coe_serve_does(name: str) -> None:
+    from deployments.local import SERVE_ENVIRONMENT
+
+    for template in pod_templates(ray_cluster(only(rendered(name), "RayService"))):
+        for container in template["spec"]["containers"]:
+            env = {item["name"]: item.get("value") for item in container.get("env", [])}
+            assert {key: env.get(key) for key in SERVE_ENVIRONMENT} == SERVE_ENVIRONMENT, container["name"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
 def test_every_deployment_autoscales_and_reserves_memory(name: str) -> None:
     (application,) = serve_config(rendered(name))["applications"]
     names = {deployment["name"] for deployment in application["deployments"]}
