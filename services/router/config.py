@@ -58,10 +58,9 @@ EmbeddingBackend = Literal["onnx", "torch"]
 
 
 class RouterBatching(Frozen):
-    """Serve's ``@serve.batch`` settings: concurrent decisions share one embedding pass."""
+    """How concurrent decisions share embedding passes (``services/router/passes.py``)."""
 
     max_batch_size: int = Field(32, ge=1, le=512)
-    batch_wait_timeout_s: float = Field(0.003, ge=0, le=1)
     torch_threads: int | None = Field(None, ge=1, description="torch's (or onnxruntime's) intra-op threads for the embedder; default: all cores.")
 
 
