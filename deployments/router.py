@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-
 from services.artifacts import ArtifactError
 from services.config import AppConfig
 from services.experts.loading import force_offline

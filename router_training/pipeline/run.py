@@ -44,6 +44,7 @@ from router_training.reward.data import read_pairs
 from router_training.reward.train import RewardTrainingArgs, train_reward_model
 from router_training.verifiable.tasks import read_tasks
 from router_training.router.evaluate import evaluate_splits, format_evaluation, read_external
+from router_training.embedder.onnx_export import export_if_possible
 from router_training.router.train import RouterTrainingArgs, Splits, plot_confusion, publish_router, score_table
 from services.artifacts import artifact_directory
 from services.config import AppConfig
@@ -177,9 +178,11 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                         verifiable_dir=args.verifiable_data,
                     )
             with clock.stage("mapping"):
+                # Served from its int8 export, like `coe train router`'s (the head stays fitted on fp32).
+                exported = winner.folder is not None and router.embedding_backend == "onnx" and export_if_possible(winner.folder)
                 base = publish_router(
                     config, winner.fit, winner.embedder, splits, scores=score_table(config),
-                    training={"pipeline": "coe train all", "embedder_variant": winner.variant,
+                    training={"pipeline": "coe train all", "embedder_variant": winner.variant, "onnx_export": exported,
                               "embedder": asdict(args.embedder),
                               **{key: value for key, value in asdict(args.router).items() if key != "data_dir"}},
                     extra_metrics={"ablation": ablation.rows}, embedder_dir=winner.folder, activate=False,

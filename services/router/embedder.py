@@ -43,7 +43,7 @@ class Embedder:
     on CPU costs more than the batching saves (measured: 8 beats 32 by 2.7× on mixed prompts).
 
     With ``backend="onnx"`` and an int8 export beside the weights (a router version's bundled
-    embedder has one), the export computes the embeddings and torch is not loaded at all; a model
+    embedder has one), the export computes the embeddings and the torch model is not loaded; a model
     without one (the packaged MiniLM, an MoE embedder) runs on torch.
     """
 

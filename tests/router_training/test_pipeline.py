@@ -98,6 +98,8 @@ def test_published_router_is_current_and_routes_in_the_serving_code(pipeline_run
     chosen = metrics["ablation"]["chosen"]
     assert (artifact.bundled_embedder is None) == (chosen == "frozen")
     router = RouterFactory(config).build(artifact)
+    # A fine-tuned dense winner is served from its int8 export, as `coe train router`'s is.
+    assert router.embedder.backend == ("onnx" if chosen == "dense" else "torch")
     [decision] = router.decide([router.prepare([{"role": "user", "content": "Solve 12 * 7 and explain the steps."}])])
     assert decision.category in config.router.categories
     assert decision.expert in {expert.name for expert in config.experts}
