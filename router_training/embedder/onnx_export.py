@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from services.artifacts import write_json_atomic
+from services.artifacts import artifact_directory, write_json_atomic
 from services.router.artifact import RouterArtifact
 from services.router.onnx_encoder import INPUT_NAMES, ONNX_FOLDER, ONNX_INFO, ONNX_MODEL, OnnxExportInfo, has_onnx_export
 
@@ -49,8 +49,8 @@ def exportable_stack(model: object) -> str | None:
 def export_onnx(model_dir: Path) -> OnnxExportInfo:
     """Write ``model_dir/onnx/`` for the sentence-transformers model in ``model_dir``.
 
-    The folder is built in a temporary directory and renamed into place, so a failed export
-    leaves no partial one that a later load could take for complete.
+    The folder is built beside it and renamed into place (``artifact_directory``), so a failed
+    export leaves no partial one that a later load could take for complete.
     """
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -82,9 +82,7 @@ def export_onnx(model_dir: Path) -> OnnxExportInfo:
         inputs=inputs,
     )
     target = model_dir / ONNX_FOLDER
-    with tempfile.TemporaryDirectory(prefix=".onnx-", dir=model_dir) as scratch:
-        staging = Path(scratch) / ONNX_FOLDER
-        staging.mkdir()
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as scratch, artifact_directory(target) as staging:
         full = Path(scratch) / "model_fp32.onnx"
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the tracer's notes on BERT's shape arithmetic, which is static here
@@ -108,9 +106,6 @@ def export_onnx(model_dir: Path) -> OnnxExportInfo:
         finally:
             root.setLevel(level)
         write_json_atomic(staging / ONNX_INFO, info.model_dump(mode="json"))
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
     logger.info("exported %s to int8 ONNX in %s", model_dir, target)
     return info
 
