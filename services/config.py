@@ -21,6 +21,7 @@ from services.experts.config import (
     LoRAExpert,
     OpenAIExpert,
 )
+from services.auth.config import AuthConfig
 from services.cache.config import CacheConfig
 from services.learner.config import LearnerConfig
 from services.router.config import RouterConfig
@@ -67,6 +68,21 @@ class FailoverOptions(BaseModel):
     breaker: ExpertBreakerOptions = Field(default_factory=ExpertBreakerOptions)
 
 
+class InputLimits(BaseModel):
+    """The largest chat request the ingress accepts; past each, a 400 names the limit.
+
+    The body's size is ``ingress.max_body_bytes`` (413) and a feedback comment's length
+    ``learner.feedback.comment_max_chars``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_messages: int = Field(256, ge=1, description="Messages in one chat request.")
+    max_total_chars: int = Field(200_000, ge=1, description="Characters of all messages' content together.")
+    max_tokens: int = Field(4096, ge=1, description="Largest `max_tokens` (or `max_completion_tokens`) a request may ask for.")
+    max_stop_sequences: int = Field(4, ge=0, description="Entries in `stop`.")
+
+
 class IngressOptions(BaseModel):
     """Limits of the HTTP ingress.
 
@@ -79,6 +95,7 @@ class IngressOptions(BaseModel):
     max_concurrent_requests: int = Field(32, ge=1, description="Chat requests in flight per ingress replica.")
     retry_after_s: int = Field(1, ge=1, description="Retry-After sent with 429.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body accepted; larger ones get 413.")
+    limits: InputLimits = Field(default_factory=InputLimits)
     drain_s: float = Field(30.0, ge=0, description="On shutdown: how long requests in flight may take to finish; new ones get 503.")
     timeouts: IngressTimeouts = Field(default_factory=IngressTimeouts)
     deployment: DeploymentOptions = Field(
@@ -93,6 +110,18 @@ class IngressOptions(BaseModel):
                 "so the ingress answers 429 before Serve starts queueing"
             )
         return self
+
+
+class ArtifactsConfig(BaseModel):
+    """Trust in what the service loads: router versions, reward models, converted weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signing_key_env: str | None = Field(
+        None,
+        description="Environment variable with an HMAC key (at least 32 bytes). When set, `coe train` signs what it "
+        "publishes and every manifest must carry a valid signature before anything is loaded.",
+    )
 
 
 class AppConfig(BaseModel):
@@ -114,6 +143,8 @@ class AppConfig(BaseModel):
     )
     ingress: IngressOptions = Field(default_factory=IngressOptions)
     failover: FailoverOptions = Field(default_factory=FailoverOptions)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     app_name: str = Field("coe", description="Serve application name.")
     route_prefix: str = Field("/", description="HTTP route prefix of the application.")
     source_path: str | None = Field(None, description="File this config was read from (set by the loader).")

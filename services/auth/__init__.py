@@ -1,0 +1,1 @@
+"""API keys, roles and per-key rate limits, shared by every ingress replica through Redis."""
