@@ -222,6 +222,12 @@ def base_url(ray_cluster: None, app_config: AppConfig, http_port: int, trained_r
 
 
 @pytest.fixture(scope="session")
+def auth_headers(base_url: str) -> dict[str, str]:
+    """Headers that authorise an admin on the session's app."""
+    return {}
+
+
+@pytest.fixture(scope="session")
 def openai_client(base_url: str) -> Any:
     import openai
 
