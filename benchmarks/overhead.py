@@ -109,11 +109,12 @@ class EngineProbe:
 
         from services.experts.engine import BatchingEngine
         from services.experts.generation import GenerationRequest, PromptMessage
+        from services.artifacts import signing_key
         from services.experts.loading import load_model
 
         base = config.expert(config.general_expert)
         torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)  # as the replica does
-        model, tokenizer = load_model(base)
+        model, tokenizer = load_model(base, signing_key(config))
         self._engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
         self._context = base.max_context_tokens
         self._request = GenerationRequest(
@@ -372,7 +373,7 @@ def run(quick: bool, clients: int, work: Path, profile: Path | None = None, plac
     try:
         with running_app(config, port=port, num_cpus=2) as url:
             assert config.router is not None
-            router = RouterFactory(config).build(RouterStore(Path(config.router.store)).load_current())
+            router = RouterFactory(config).build(RouterStore.from_config(config).load_current())
             in_process_per_s = batched_decisions_per_s(router, burst)
             timings = asyncio.run(sequential(url, pool[0], singles, embedding_timer(router)))
             before = router_stats(url)

@@ -83,7 +83,7 @@ def build_app_from_config(config: AppConfig) -> Application:
         experts[name] = (
             serve.deployment(LocalExpertServer)
             .options(name=name, **deployment_options(plan[name]))
-            .bind(base, tuple(config.adapters_of(base.name)))
+            .bind(base, tuple(config.adapters_of(base.name)), config.artifacts)
         )
     for remote in config.remote_experts():
         name = config.deployment_name_for(remote.name)

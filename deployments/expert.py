@@ -14,6 +14,8 @@ from typing import Any, AsyncIterator
 
 from ray import serve
 
+from services.artifacts import signing_key
+from services.config import ArtifactsConfig
 from services.errors import InvalidRequestError, ModelNotFoundError
 from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpert
 from services.experts.generation import GenerationEvent, GenerationRequest
@@ -40,7 +42,9 @@ class AdapterLease:
 class LocalExpertServer:
     """Hosts one hf/gguf base model and the LoRA adapters configured on it."""
 
-    def __init__(self, base: HFExpert | GGUFExpert, adapters: tuple[LoRAExpert, ...]) -> None:
+    def __init__(
+        self, base: HFExpert | GGUFExpert, adapters: tuple[LoRAExpert, ...], artifacts: ArtifactsConfig = ArtifactsConfig()
+    ) -> None:
         force_offline()
         import torch
 
@@ -50,7 +54,7 @@ class LocalExpertServer:
         self._base = base
         self._adapters = {adapter.name: adapter for adapter in adapters}
         self._adapter_paths = {adapter.name: check_adapter(adapter) for adapter in adapters}
-        model, tokenizer = load_model(base)
+        model, tokenizer = load_model(base, signing_key(artifacts))
         self._parameters = sum(parameter.numel() for parameter in model.parameters())
         self._engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
 

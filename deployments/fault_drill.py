@@ -42,9 +42,11 @@ def wait_until_quiet(url: str, timeout_s: float = 60) -> dict[str, Any]:
 
     import httpx
 
+    from services.auth.keys import service_headers
+
     deadline = time.monotonic() + timeout_s
     while True:
-        status = httpx.get(f"{url}/admin/status", timeout=30).json()
+        status = httpx.get(f"{url}/admin/status", headers=service_headers(), timeout=30).json()
         quiet = status["in_flight"] == 0 and all(engine.get("active_rows") == 0 for engine in status["engines"].values())
         if quiet or time.monotonic() > deadline:
             return status
@@ -58,11 +60,13 @@ def wait_for_learner(url: str, redis: Any, stream: str, timeout_s: float = 120) 
 
     import httpx
 
+    from services.auth.keys import service_headers
+
     from services.learner.service import entry_order
 
     deadline = time.monotonic() + timeout_s
     while True:
-        status = httpx.get(f"{url}/admin/learner/status", timeout=30).json()
+        status = httpx.get(f"{url}/admin/learner/status", headers=service_headers(), timeout=30).json()
         last = redis.xrevrange(stream, count=1)
         caught_up = not last or entry_order(status["positions"][stream]) >= entry_order(last[0][0])
         if caught_up and status["unacknowledged"] == 0:

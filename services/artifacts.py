@@ -3,28 +3,50 @@
 Training jobs write artifacts and serving reads them; both go through this module, so an
 artifact is always written completely (to a temporary directory, then renamed) and always says
 what it is, which version, and what produced it.
+
+Trust. The manifest records the sha256 of every file, so checking the manifest checks the whole
+artifact. Hashes alone catch corruption, not a deliberate edit (whoever can change a file can
+change its recorded hash too), so with a signing key the manifest also carries an HMAC-SHA256 of
+its exact bytes in ``manifest.hmac``: :func:`write_manifest` signs when given the key and
+:func:`verify_artifact` refuses an unsigned or wrongly signed artifact before reading any payload.
+This is the one place signatures are made and checked (router versions, reward models, converted
+weights, learner checkpoints alike).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
+if TYPE_CHECKING:
+    from services.config import AppConfig, ArtifactsConfig
+
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.hmac"
 FORMAT_VERSION = 1
+MIN_KEY_BYTES = 32  # SHA-256's output size: a shorter key is weaker than the HMAC it keys (and is usually a password)
 
 
 class ArtifactError(ValueError):
-    """An artifact is missing, partial, corrupt or of an unknown format; the message says which."""
+    """An artifact is missing, partial, corrupt, unsigned or of an unknown format; the message says which."""
+
+
+class SigningKeyError(ValueError):
+    """The configured key is unset or too short: a configuration problem, not a bad artifact.
+
+    Kept apart from :class:`ArtifactError` so that code which skips a broken artifact (listing
+    versions, keeping the serving router) does not mistake a missing key for one; it stops the process.
+    """
 
 
 class ArtifactManifest(BaseModel):
@@ -190,5 +212,106 @@ def read_manifest(folder: Path, model: type[ArtifactManifest] = ArtifactManifest
     return manifest
 
 
-def write_manifest(folder: Path, manifest: ArtifactManifest) -> None:
+def write_manifest(folder: Path, manifest: ArtifactManifest, key: bytes | None = None) -> None:
+    """Write ``manifest.json``, and sign it when ``key`` is given.
+
+    Every publisher writes its manifest last, through here, so passing the key here signs
+    everything that is published. Without a key a stale signature is removed: it could only
+    mislead, as it no longer matches.
+    """
     write_json_atomic(folder / MANIFEST_NAME, manifest.model_dump(mode="json"))
+    if key is None:
+        (folder / SIGNATURE_NAME).unlink(missing_ok=True)
+    else:
+        sign_manifest(folder, key)
+
+
+# ---------------------------------------------------------------------------- signatures
+
+
+def checked_key(key: bytes, source: str) -> bytes:
+    """``key`` if it is long enough to be a secret, else :class:`SigningKeyError` naming ``source``."""
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(
+            f"the HMAC key in {source} is {len(key)} bytes; at least {MIN_KEY_BYTES} are required "
+            "(make one with: python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
+
+
+def key_from_env(variable: str) -> bytes | None:
+    """The key in ``$variable`` (checked for length), or None when the variable is unset or empty."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    return checked_key(value.encode("utf-8"), f"${variable}")
+
+
+def signing_key(config: "AppConfig | ArtifactsConfig") -> bytes | None:
+    """The artifact signing key the config asks for, or None when it asks for none.
+
+    Takes the app config or just its ``artifacts`` section (what a Serve replica is given: the
+    variable's name travels in deployment arguments, the key itself never does). A config that
+    names a variable which is unset fails closed: dropping the variable from a deployment must
+    not silently turn verification off.
+    """
+    settings = getattr(config, "artifacts", config)
+    variable = settings.signing_key_env
+    if variable is None:
+        return None
+    key = key_from_env(variable)
+    if key is None:
+        raise SigningKeyError(
+            f"artifacts.signing_key_env names ${variable}, which is not set: set it to the signing key "
+            f"(at least {MIN_KEY_BYTES} bytes), or remove artifacts.signing_key_env to load unsigned artifacts"
+        )
+    return key
+
+
+def manifest_signature(manifest_bytes: bytes, key: bytes) -> str:
+    """HMAC-SHA256 of the manifest's exact bytes, hex."""
+    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
+
+
+def sign_manifest(folder: Path, key: bytes) -> None:
+    """Write ``manifest.hmac`` for the ``manifest.json`` in ``folder`` as it is now."""
+    signature = manifest_signature((folder / MANIFEST_NAME).read_bytes(), key)
+    path = folder / SIGNATURE_NAME
+    path.unlink(missing_ok=True)  # a finished artifact's files are read-only to others, not to us: replace, never edit
+    path.write_text(signature + "\n", encoding="ascii")
+
+
+def verify_signature(folder: Path, key: bytes) -> None:
+    """``manifest.json`` in ``folder`` carries a valid signature under ``key``, or :class:`ArtifactError`."""
+    manifest_path, signature_path = folder / MANIFEST_NAME, folder / SIGNATURE_NAME
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{folder} is not an artifact: {MANIFEST_NAME} is missing")
+    if not signature_path.is_file():
+        raise ArtifactError(
+            f"artifact {folder} is not signed ({SIGNATURE_NAME} is missing) and a signing key is configured, "
+            "so it is not loaded; write it again with the key set"
+        )
+    try:
+        recorded = signature_path.read_text(encoding="ascii").strip()
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ArtifactError(f"artifact {folder}: {SIGNATURE_NAME} cannot be read: {exc}") from exc
+    if not hmac.compare_digest(manifest_signature(manifest_path.read_bytes(), key), recorded):
+        raise ArtifactError(
+            f"artifact {folder}: the HMAC in {SIGNATURE_NAME} does not verify with the configured key; "
+            "the manifest was altered or signed with another key, and is not loaded"
+        )
+
+
+def verify_artifact(
+    folder: Path, key: bytes | None, model: type[ArtifactManifest] = ArtifactManifest
+) -> ArtifactManifest:
+    """The manifest of ``folder``, once its signature (when ``key`` is given) and every file hash check out.
+
+    The order matters: the signature is checked before the manifest is parsed, and the
+    manifest's hashes before any payload is opened, so nothing unverified is ever read.
+    """
+    if key is not None:
+        verify_signature(folder, key)
+    manifest = read_manifest(folder, model)
+    verify_files(folder, manifest)
+    return manifest

@@ -99,6 +99,34 @@ class OverloadedError(CoeError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimitedError(OverloadedError):
+    """A key is over its requests or tokens per minute (429, with OpenAI's x-ratelimit headers)."""
+
+    def __init__(self, message: str, *, retry_after_s: int, headers: dict[str, str]) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.headers = headers
+
+
+class AuthenticationError(CoeError):
+    """No API key, or one the service does not know (401). The message never repeats the key."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="invalid_api_key")
+
+
+class PermissionDeniedError(CoeError):
+    """A valid key without the role the endpoint needs (403)."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="insufficient_permissions")
+
+
 class UpstreamError(CoeError):
     """A remote expert failed or could not be reached (502/503/504)."""
 

@@ -26,7 +26,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 TEST_INGRESS_LIMIT = 8
 TEST_RETRY_AFTER_S = 2
 TEST_BREAKER_OPEN_S = 3.0
-TWIN_EXPERT = "smollm2-twin"  # the default expert's model in a deployment of its own: somewhere to fail over to
+TWIN_EXPERT = "smollm2-twin"
+REMOTE_EXPERT_KEY = "test-remote-expert-key-0123456789abcdef"  # the remote experts' key to this very app
+# The session app checks keys; trusting a checked key for long keeps the Redis fault tests about
+# what they test (tests/deployments/test_auth.py has an app with a short trust of its own).
+SESSION_KEY_TRUST_S = 900  # the default expert's model in a deployment of its own: somewhere to fail over to
 
 
 SERVED_APP_FIXTURES = frozenset({"base_url", "ray_cluster"})
@@ -143,6 +147,7 @@ def app_config(
         }
     )
     raw = with_fault_drill(raw, breaker_open_s=TEST_BREAKER_OPEN_S)  # a twin of the default expert, the drill marker
+    raw["auth"] = {"enabled": True, "key_cache_ttl_s": SESSION_KEY_TRUST_S}
     raw["ingress"]["max_concurrent_requests"] = TEST_INGRESS_LIMIT
     raw["ingress"]["retry_after_s"] = TEST_RETRY_AFTER_S
     return config_from(raw)
@@ -153,7 +158,7 @@ def ray_cluster(http_port: int, weights_cache: Any) -> Iterator[None]:
     import ray
     from ray import serve
 
-    os.environ["COE_TEST_REMOTE_KEY"] = "test-key-from-environment"
+    os.environ["COE_TEST_REMOTE_KEY"] = REMOTE_EXPERT_KEY
     os.environ.pop("COE_TEST_UNSET_KEY", None)
     os.environ.pop("COE_REDIS_URL", None)  # the session's own Redis, from the test config
     from deployments.local import serve_fast_paths
@@ -208,7 +213,21 @@ def static_router(app_config: AppConfig, trained_router: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def base_url(ray_cluster: None, app_config: AppConfig, http_port: int, trained_router: Any) -> str:
+def admin_key(app_config: AppConfig) -> str:
+    """An admin key of the session app, made the way `coe keys create --role admin` makes one; the
+    remote experts' key (this app calling itself) is registered beside it, as `--key-env` does."""
+    from services.auth.keys import API_KEY_ENV, KeyStore
+    from services.cache.connection import sync_client
+
+    store = KeyStore(app_config.auth.namespace, sync_client(app_config.cache, timeout_s=5.0))
+    key, _ = store.create("session-admin", "admin")
+    store.create("remote-expert", "user", key=REMOTE_EXPERT_KEY)
+    os.environ[API_KEY_ENV] = key  # what `coe … --url`, the drills and the tests' own clients send
+    return key
+
+
+@pytest.fixture(scope="session")
+def base_url(ray_cluster: None, app_config: AppConfig, http_port: int, trained_router: Any, admin_key: str) -> str:
     """URL of the served app (started once per session)."""
     from ray import serve
 
@@ -222,23 +241,23 @@ def base_url(ray_cluster: None, app_config: AppConfig, http_port: int, trained_r
 
 
 @pytest.fixture(scope="session")
-def auth_headers(base_url: str) -> dict[str, str]:
+def auth_headers(base_url: str, admin_key: str) -> dict[str, str]:
     """Headers that authorise an admin on the session's app."""
-    return {}
+    return {"Authorization": f"Bearer {admin_key}"}
 
 
 @pytest.fixture(scope="session")
-def openai_client(base_url: str) -> Any:
+def openai_client(base_url: str, admin_key: str) -> Any:
     import openai
 
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=admin_key, max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="session")
-def http(base_url: str) -> Iterator[Any]:
+def http(base_url: str, auth_headers: dict[str, str]) -> Iterator[Any]:
     import httpx
 
-    with httpx.Client(base_url=base_url, timeout=120) as client:
+    with httpx.Client(base_url=base_url, timeout=120, headers=auth_headers) as client:
         yield client
 
 

@@ -118,6 +118,7 @@ def test_serve_runs_in_the_foreground_and_drains_on_a_signal(tmp_path: Path, tmp
         assert process.stdout is not None
         first_line = process.stdout.readline()  # blocks until ready (or the process ends)
         assert f"ready at http://127.0.0.1:{port}" in first_line, log_path.read_text()[-3000:]
+        assert process.stdout.readline().startswith("auth is off: every endpoint answers without a key"), "make run says so"
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/chat/completions",
             json={"model": "auto", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
@@ -194,3 +195,42 @@ def test_router_list_use_and_prune(tmp_path: Path, tmp_config_file) -> None:
     assert not (tmp_path / first.version).exists() and (tmp_path / second.version).exists()
     refused = coe("router", "--config", config, "use", "../../etc")
     assert refused.returncode == 2 and "is not a router version" in refused.stderr
+
+
+def test_router_verify_reports_ok_or_the_problem(tmp_path: Path, tmp_config_file, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`coe router verify VERSION`: hashes always, the signature when the config names a signing key."""
+    import json
+    import secrets
+
+    from tests.services.test_artifact_trust import publish
+
+    key = secrets.token_hex(32)
+    monkeypatch.setenv("COE_TEST_ARTIFACT_KEY", key)  # inherited by the `coe` subprocesses
+    signed, unsigned = publish(tmp_path, key.encode(), seed=0), publish(tmp_path, None, seed=1)
+    raw = copy.deepcopy(default_config_dict())
+    raw["router"]["store"] = str(tmp_path)
+    raw["artifacts"] = {"signing_key_env": "COE_TEST_ARTIFACT_KEY"}
+    keyed = str(tmp_config_file(raw))
+
+    ok = coe("router", "--config", keyed, "verify", signed.version)
+    assert ok.returncode == 0 and f"{signed.version}: ok" in ok.stdout and "signature verified" in ok.stdout
+    refused = coe("router", "--config", keyed, "verify", unsigned.version)
+    assert refused.returncode == 1 and f"{unsigned.version} is refused" in refused.stderr and "is not signed" in refused.stderr
+
+    manifest = signed.folder / "manifest.json"
+    edited = json.loads(manifest.read_text())
+    edited["scores"]["math"]["smollm2"] = 1.0
+    manifest.write_text(json.dumps(edited, indent=2, sort_keys=True) + "\n")
+    tampered = coe("router", "--config", keyed, "verify", signed.version)
+    assert tampered.returncode == 1 and "HMAC" in tampered.stderr and str(signed.folder) in tampered.stderr
+
+    missing = coe("router", "--config", keyed, "verify", "0" * 16)
+    assert missing.returncode == 1 and "no version" in missing.stderr
+
+    monkeypatch.delenv("COE_TEST_ARTIFACT_KEY")  # named but unset: fails closed
+    unset = coe("router", "--config", keyed, "verify", unsigned.version)
+    assert unset.returncode == 2 and "COE_TEST_ARTIFACT_KEY, which is not set" in unset.stderr
+
+    del raw["artifacts"]  # no key configured: hashes only, so the unsigned version is fine
+    plain = coe("router", "--config", str(tmp_config_file(raw)), "verify", unsigned.version)
+    assert plain.returncode == 0 and "unsigned; no signing key is configured" in plain.stdout

@@ -20,6 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from router_training.adapters.recipes import RECIPES
+    from services.artifacts import signing_key
     from services.config import load_config
     from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
 
@@ -49,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
         base = config.expert(expert.base)
         assert isinstance(base, (HFExpert, GGUFExpert))
-        manifest = train_adapter(base, expert, recipe, LoRATrainingArgs(epochs=args.epochs, seed=args.seed))
+        manifest = train_adapter(
+            base, expert, recipe, LoRATrainingArgs(epochs=args.epochs, seed=args.seed), key=signing_key(config)
+        )
         metrics = manifest.metrics
         print(
             f"{expert.name}: wrote {expert.path} (version {manifest.version}); held-out answers in format: "

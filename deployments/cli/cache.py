@@ -44,7 +44,9 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.url:
         import httpx
 
-        report["service"] = httpx.get(f"{args.url.rstrip('/')}/admin/cache/stats", timeout=10).json()
+        from services.auth.keys import service_headers
+
+        report["service"] = httpx.get(f"{args.url.rstrip('/')}/admin/cache/stats", headers=service_headers(), timeout=10).json()
     print(json.dumps(report, indent=2))
     return 0
 
@@ -53,8 +55,10 @@ def run_flush(args: argparse.Namespace) -> int:
     if args.url:
         import httpx
 
+        from services.auth.keys import service_headers
+
         body = {"version": args.version} if args.version else {}
-        response = httpx.post(f"{args.url.rstrip('/')}/admin/cache/flush", json=body, timeout=30)
+        response = httpx.post(f"{args.url.rstrip('/')}/admin/cache/flush", json=body, headers=service_headers(), timeout=30)
         print(json.dumps(response.json(), indent=2))
         return 0 if response.status_code == 200 else 2
     from services.cache import admin

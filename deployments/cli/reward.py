@@ -109,15 +109,15 @@ def _load_router(config_path: str | None) -> Any:
         return None
 
 
-def _loads(folder: Path) -> bool:
-    """Whether a complete, verified reward model is at ``folder`` (a partial one is retrained)."""
+def _loads(folder: Path, key: bytes | None) -> bool:
+    """Whether a complete, verified reward model is at ``folder`` (a partial or unsigned one is retrained)."""
     from services.artifacts import ArtifactError
     from services.rewards.model import RewardModel
 
     if not folder.exists():
         return False
     try:
-        RewardModel.load(folder)
+        RewardModel.load(folder, key=key)
     except (ArtifactError, OSError) as exc:
         logger.warning("the reward model at %s does not load (%s); training a new one", folder, exc)
         return False
@@ -127,13 +127,15 @@ def _loads(folder: Path) -> bool:
 def run_train(args: argparse.Namespace) -> int:
     from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH
     from router_training.reward.train import train_reward_model
+    from services.artifacts import signing_key
     from services.config import load_config
     from services.router.config import DEFAULT_CATEGORIES
 
     config = load_config(args.config)
+    key = signing_key(config)  # before training: a key the config names but the environment lacks stops us here
     taxonomy = config.router.categories if config.router else DEFAULT_CATEGORIES
     out = args.out or Path(config.training.reward_model)
-    if args.missing and _loads(out):
+    if args.missing and _loads(out, key):
         print(f"reward model present at {out}; nothing to do")
         return 0
     metrics = train_reward_model(
@@ -143,6 +145,7 @@ def run_train(args: argparse.Namespace) -> int:
         eval_path=args.eval_data or HELDOUT_PATH,
         taxonomy=tuple(taxonomy),
         categorize=router_categorize(args.config),
+        key=key,
     )
     print(f"reward model written to {out.resolve()} in {metrics['seconds']:.0f} s")
     print(
@@ -160,10 +163,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
+    from services.artifacts import signing_key
     from services.config import load_config
     from services.rewards.model import RewardModel
 
-    model = RewardModel.load(args.model or Path(load_config(args.config).training.reward_model))
+    config = load_config(args.config)
+    model = RewardModel.load(args.model or Path(config.training.reward_model), key=signing_key(config))
     category = args.category
     if category is None:
         category = router_categorize(args.config)([args.prompt])[0]

@@ -32,15 +32,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def load_router(config_path: str | None, version: str | None) -> Any:
     from services.config import load_config
-    from services.router.artifact import load_router_artifact
     from services.router.loader import RouterFactory
     from services.router.store import RouterStore
 
     config = load_config(config_path)
-    if config.router is None:
-        raise ValueError("the config has no `router` section")
-    store = RouterStore(Path(config.router.store))
-    artifact = load_router_artifact(store.folder(version)) if version else store.load_current()
+    store = RouterStore.from_config(config)
+    artifact = store.load(version) if version else store.load_current()
     return RouterFactory(config).build(artifact)
 
 

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout,
         ) as url:
             print(f"coe-router is ready at {url} (OpenAI base_url: {url}/v1). Press Ctrl-C to stop.", flush=True)
+            print(auth_line(config), flush=True)
             job = reward_training(config, args.config) if args.train_missing_reward else None
             try:
                 while True:
@@ -81,3 +82,13 @@ def reward_training(config: AppConfig, config_arg: str | None) -> BackgroundJob 
     )
     job.start()
     return job
+
+
+def auth_line(config: "AppConfig") -> str:
+    """One line saying whether clients need keys, so nobody exposes an open service by mistake."""
+    if config.auth.required():
+        return "auth is on: every endpoint but /healthz and /readyz needs an API key (coe keys create)."
+    return (
+        "auth is off: every endpoint answers without a key; keep this port private, or set auth.enabled: true "
+        "(or COE_AUTH=required) and make keys with `coe keys create`."
+    )

@@ -77,7 +77,7 @@ def run_router(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config.router is None:
         raise ValueError("the config has no `router` section")
-    store = RouterStore(Path(config.router.store))
+    store = RouterStore.from_config(config)
     if args.missing:
         try:
             artifact = store.load_current()
@@ -88,7 +88,7 @@ def run_router(args: argparse.Namespace) -> int:
             if config.router.embedding_backend == "onnx":
                 from router_training.embedder.onnx_export import add_onnx_export
 
-                exported = add_onnx_export(store.root, artifact)
+                exported = add_onnx_export(store.root, artifact, key=store.key)
                 if exported is not None:
                     store.use(exported.version)
                     print(f"router {exported.version}: {artifact.version} with its embedder exported to int8 ONNX, made current")
@@ -138,11 +138,12 @@ def use_ray(choice: str) -> bool:
 def run_mapping(args: argparse.Namespace) -> int:
     from router_training.mapping.job import format_table, run_mapping as map_experts
     from router_training.router.data import DATA_DIR
+    from services.artifacts import signing_key
     from services.config import load_config
     from services.rewards.model import RewardModel
 
     config = load_config(args.config)
-    reward_model = RewardModel.load(args.reward_model or Path(config.training.reward_model))
+    reward_model = RewardModel.load(args.reward_model or Path(config.training.reward_model), key=signing_key(config))
     result = map_experts(
         config, reward_model, data_dir=args.data_dir or DATA_DIR, use_ray=use_ray(args.ray), activate=not args.no_activate,
         force_activate=args.force_activate,
@@ -169,7 +170,7 @@ def run_embedder(args: argparse.Namespace) -> int:
     from router_training.pipeline.ablation import format_ablation, run_ablation
     from router_training.router.data import DATA_DIR
     from router_training.router.train import Splits
-    from services.artifacts import write_json_atomic
+    from services.artifacts import signing_key, write_json_atomic
     from services.config import load_config
 
     config = load_config(args.config)
@@ -179,8 +180,11 @@ def run_embedder(args: argparse.Namespace) -> int:
     splits = Splits.read(args.data_dir or DATA_DIR, router.categories)
     training = embedder_args(args)
     variants = ["dense", "moe"] if args.variant == "both" else [args.variant]
+    key = signing_key(config)
     trained = {
-        variant: train_embedder(router.embedder, router.categories, splits.examples["train"], args.out / variant, variant, training)
+        variant: train_embedder(
+            router.embedder, router.categories, splits.examples["train"], args.out / variant, variant, training, key=key
+        )
         for variant in variants
     }
     for variant, folder in trained.items():

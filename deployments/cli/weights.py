@@ -20,14 +20,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    from services.artifacts import signing_key
     from services.config import load_config
     from services.experts.config import GGUFExpert
     from services.experts.loading import force_offline, locate_weights
     from services.experts.weights_cache import WeightsCache
 
     force_offline()
-    cache = WeightsCache()
-    for base in load_config(args.config).local_bases():
+    config = load_config(args.config)
+    cache = WeightsCache(key=signing_key(config))  # signed entries when a key is configured
+    for base in config.local_bases():
         if not isinstance(base, GGUFExpert):
             continue
         source = locate_weights(base).weights_path

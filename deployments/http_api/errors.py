@@ -51,8 +51,12 @@ def error_response(error: CoeError) -> JSONResponse:
     retry_after_s = getattr(error, "retry_after_s", None)
     if retry_after_s is None and error.status_code in (429, 503):
         retry_after_s = 1
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
-    return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
+    headers = dict(getattr(error, "headers", None) or {})
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
+    if error.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers or None)
 
 
 async def _coe_error(request: Request, exc: CoeError) -> JSONResponse:

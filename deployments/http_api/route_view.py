@@ -13,11 +13,10 @@ import logging
 import time
 from pathlib import Path
 
-from services.artifacts import ArtifactError, read_manifest
+from services.artifacts import ArtifactError
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
 from services.learner.policy_store import PolicyStore
-from services.router.artifact import RouterManifest
 from services.router.front import RouterFront
 from services.router.store import RouterStore
 
@@ -32,7 +31,7 @@ class RouteView:
         self._settings = config.router
         self._costs = resolve_costs(config)
         self._general = config.general_expert
-        self._store = RouterStore(Path(config.router.store))
+        self._store = RouterStore.from_config(config)  # with the signing key, an unsigned manifest is not used
         self._policies = PolicyStore(Path(config.learner.directory))
         self._front: RouterFront | None = None
         self._revision = 0
@@ -52,8 +51,7 @@ class RouteView:
             if version is None:
                 self._front = None
             elif self._front is None or self._front.version != version:
-                manifest = read_manifest(self._store.folder(version), RouterManifest)
-                assert isinstance(manifest, RouterManifest)
+                manifest = self._store.read_manifest(version)
                 self._front = RouterFront(manifest, self._settings, self._costs, self._general)
             self._revision = self._policies.current().revision
             self._last_error = None

@@ -67,7 +67,7 @@ async def chat_events(
     first: GenerationEvent,
     next_event: Callable[[], Awaitable[GenerationEvent]],
     include_usage: bool,
-    on_finished: Callable[[], Awaitable[None]],
+    on_finished: Callable[[GenerationEvent], Awaitable[None]],
 ) -> AsyncIterator[str]:
     """The SSE body: role chunk, text deltas, the finish chunk with the route, usage, ``[DONE]``."""
 
@@ -82,7 +82,7 @@ async def chat_events(
             if event.text:
                 yield delta_chunk(Delta(content=event.text))
             if event.finish_reason is not None:
-                await on_finished()  # before the yield: the client may leave
+                await on_finished(event)  # before the yield: the client may leave
                 yield delta_chunk(Delta(), event.finish_reason, route=decision)
                 if include_usage:
                     yield _sse(ChatCompletionChunk(id=completion_id, created=created, model=decision.expert, choices=[], usage=usage_of(event)))

@@ -99,9 +99,15 @@ def _format_rate(model: Any, tokenizer: Any, recipe: AdapterRecipe, instructions
 
 
 def train_adapter(
-    base: HFExpert | GGUFExpert, expert: LoRAExpert, recipe: AdapterRecipe, args: LoRATrainingArgs = LoRATrainingArgs()
+    base: HFExpert | GGUFExpert,
+    expert: LoRAExpert,
+    recipe: AdapterRecipe,
+    args: LoRATrainingArgs = LoRATrainingArgs(),
+    key: bytes | None = None,
 ) -> ArtifactManifest:
-    """Train, evaluate and atomically write one adapter to ``expert.path``."""
+    """Train, evaluate and atomically write one adapter to ``expert.path``.
+
+    ``key``: the artifact signing key, if configured, for the base model's converted weights."""
     import torch
     from peft import LoraConfig, get_peft_model
     from tqdm.auto import tqdm
@@ -111,7 +117,7 @@ def train_adapter(
     random.Random(args.seed).shuffle(pairs)
     held_out, training = pairs[: args.holdout], pairs[args.holdout :]
 
-    model, tokenizer = load_model(base)
+    model, tokenizer = load_model(base, key)
     tokenizer.padding_side = "right"
     baseline = _format_rate(model, tokenizer, recipe, [p["instruction"] for p in held_out], args.eval_max_new_tokens)
 

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from services.artifacts import artifact_directory, write_json_atomic
+from services.custom_code import refuse_custom_code
 from services.router.artifact import RouterArtifact
 from services.router.onnx_encoder import INPUT_NAMES, ONNX_FOLDER, ONNX_INFO, ONNX_MODEL, OnnxExportInfo, has_onnx_export
 
@@ -57,6 +58,7 @@ def export_onnx(model_dir: Path) -> OnnxExportInfo:
     from sentence_transformers import SentenceTransformer
 
     model_dir = Path(model_dir)
+    refuse_custom_code(model_dir)
     model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     reason = exportable_stack(model)
     if reason is not None:
@@ -120,10 +122,11 @@ def export_if_possible(model_dir: Path) -> bool:
     return True
 
 
-def add_onnx_export(store: Path, artifact: RouterArtifact) -> RouterArtifact | None:
+def add_onnx_export(store: Path, artifact: RouterArtifact, key: bytes | None = None) -> RouterArtifact | None:
     """A new version of ``artifact`` whose bundled embedder carries an export (the head, scores and
     thresholds unchanged), for a version trained before exports existed; None when it has no
-    bundled embedder, has one already or its embedder cannot be exported."""
+    bundled embedder, has one already or its embedder cannot be exported. Signed with ``key``
+    (the artifact signing key) when given, like every published version."""
     from services.router.artifact import write_router_artifact
 
     bundled = artifact.bundled_embedder
@@ -137,4 +140,6 @@ def add_onnx_export(store: Path, artifact: RouterArtifact) -> RouterArtifact | N
         manifest = artifact.manifest.model_copy(
             update={"parent": artifact.version, "training": {**artifact.manifest.training, "onnx_export": True}}
         )
-        return write_router_artifact(store, manifest, artifact.weight, artifact.bias, embedder_dir=copy, ood=artifact.ood)
+        return write_router_artifact(
+            store, manifest, artifact.weight, artifact.bias, embedder_dir=copy, ood=artifact.ood, key=key
+        )

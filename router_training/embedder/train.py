@@ -144,11 +144,13 @@ def train_embedder(
     out_dir: Path,
     variant: Variant,
     args: EmbedderTrainingArgs = EmbedderTrainingArgs(),
+    key: bytes | None = None,
 ) -> Path:
     """Fine-tune ``base`` on ``train`` and write the model directory ``out_dir``; returns it.
 
     The directory loads with ``SentenceTransformer(path)`` (dense) or
-    ``services.router.moe_embedder.load_moe_embedder(path)`` (moe) and carries ``manifest.json``.
+    ``services.router.moe_embedder.load_moe_embedder(path)`` (moe) and carries ``manifest.json``,
+    signed when ``key`` (the artifact signing key) is given.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}; got {variant!r}")
@@ -208,7 +210,7 @@ def train_embedder(
         "batch_size": len(labels),
         "loss": type(loss).__name__,
     }
-    return _write_artifact(model, out_dir, base, train, variant, training, metrics)
+    return _write_artifact(model, out_dir, base, train, variant, training, metrics, key)
 
 
 def _write_artifact(
@@ -219,6 +221,7 @@ def _write_artifact(
     variant: Variant,
     training: dict[str, Any],
     metrics: dict[str, Any],
+    key: bytes | None,
 ) -> Path:
     model.eval()
     with artifact_directory(Path(out_dir)) as staging:
@@ -234,6 +237,6 @@ def _write_artifact(
             training=training,
             metrics=metrics,
         )
-        write_manifest(staging, manifest)
+        write_manifest(staging, manifest, key)
     return Path(out_dir).resolve()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from services.artifacts import signing_key
 from services.config import AppConfig
 from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpert
 from services.experts.generation import GenerationRequest, PromptMessage
@@ -45,8 +46,12 @@ async def _collect(stream: Any) -> str:
     return "".join([event.text async for event in stream])
 
 
-async def generate_local(base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int) -> list[str]:
-    """All of one base model's tasks (base and adapter rows mixed) through one batching engine."""
+async def generate_local(
+    base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, key: bytes | None = None
+) -> list[str]:
+    """All of one base model's tasks (base and adapter rows mixed) through one batching engine.
+
+    ``key``: the artifact signing key, if configured, for the base model's converted weights."""
     import os
 
     import torch
@@ -55,7 +60,7 @@ async def generate_local(base: HFExpert | GGUFExpert, adapters: list[LoRAExpert]
     from services.experts.loading import check_adapter, load_model
 
     torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)
-    model, tokenizer = load_model(base)
+    model, tokenizer = load_model(base, key)
     engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
     try:
         by_name = {adapter.name: adapter for adapter in adapters}
@@ -99,17 +104,24 @@ def _groups(config: AppConfig, tasks: list[Task]) -> dict[str, list[int]]:
     return groups
 
 
-def _local_shard(base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int) -> list[str]:
+def _local_shard(
+    base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, key: bytes | None
+) -> list[str]:
     """One worker process's share: its own engine, on one torch thread."""
     from services.experts.loading import force_offline
 
     force_offline()
     single = base.model_copy(update={"batching": base.batching.model_copy(update={"torch_threads": 1})})
-    return asyncio.run(generate_local(single, adapters, tasks, max_tokens))
+    return asyncio.run(generate_local(single, adapters, tasks, max_tokens, key))
 
 
 def generate_in_processes(
-    base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, processes: int
+    base: HFExpert | GGUFExpert,
+    adapters: list[LoRAExpert],
+    tasks: list[Task],
+    max_tokens: int,
+    processes: int,
+    key: bytes | None = None,
 ) -> list[str]:
     """Split one base model's tasks over ``processes`` engines of one thread each.
 
@@ -119,14 +131,14 @@ def generate_in_processes(
     every core.
     """
     if processes <= 1 or len(tasks) < 2:
-        return asyncio.run(generate_local(base, adapters, tasks, max_tokens))
+        return asyncio.run(generate_local(base, adapters, tasks, max_tokens, key))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     shards = [list(range(start, len(tasks), processes)) for start in range(processes)]
     answers = [""] * len(tasks)
     with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_local_shard, base, adapters, [tasks[i] for i in shard], max_tokens) for shard in shards]
+        futures = [pool.submit(_local_shard, base, adapters, [tasks[i] for i in shard], max_tokens, key) for shard in shards]
         for shard, future in zip(shards, futures):
             for index, text in zip(shard, future.result()):
                 answers[index] = text
@@ -163,6 +175,7 @@ def generate(
     groups = _groups(config, tasks)
     if use_ray:
         return _generate_on_ray(config, tasks, groups, max_tokens)
+    key = signing_key(config)
     for indices in groups.values():
         expert = config.expert(tasks[indices[0]].expert)
         subset = [tasks[index] for index in indices]
@@ -171,7 +184,7 @@ def generate(
         else:
             base = config.expert(expert.base) if isinstance(expert, LoRAExpert) else expert
             assert isinstance(base, (HFExpert, GGUFExpert))
-            texts = generate_in_processes(base, config.adapters_of(base.name), subset, max_tokens, processes)
+            texts = generate_in_processes(base, config.adapters_of(base.name), subset, max_tokens, processes, key)
         for index, text in zip(indices, texts):
             answers[index] = text
     return answers

@@ -222,7 +222,7 @@ def run_mapping(
     and if it keeps up (or if forced). ``make_current=False`` leaves moving the pointer to the caller
     (the pipeline does it once its report is written), which follows ``result.activated``."""
     assert config.router is not None
-    store = RouterStore(Path(config.router.store))
+    store = RouterStore.from_config(config)
     current = store.load_current() if store.current_version() else None
     base = base or store.load_current()
     options = config.training.mapping
@@ -268,7 +268,9 @@ def publish_mapping(
             "reward_model": reward_model_version,
         },
     }
-    result.artifact = derive_router_artifact(store.root, base, scores=result.scores, metrics=metrics, parent=base.version)
+    result.artifact = derive_router_artifact(
+        store.root, base, key=store.key, scores=result.scores, metrics=metrics, parent=base.version
+    )
     if heldout:
         result.end_to_end = end_to_end(config, heldout, heldout_checks, result.artifact, current)
     decide_activation(result, activate=activate, force=force_activate)

@@ -46,7 +46,7 @@ from router_training.verifiable.tasks import read_tasks
 from router_training.router.evaluate import evaluate_splits, format_evaluation, read_external
 from router_training.embedder.onnx_export import export_if_possible
 from router_training.router.train import RouterTrainingArgs, Splits, plot_confusion, publish_router, score_table
-from services.artifacts import artifact_directory
+from services.artifacts import artifact_directory, signing_key
 from services.config import AppConfig
 from services.experts.costs import resolve_costs
 from services.rewards.model import RewardModel, read_metrics as read_reward_metrics
@@ -151,6 +151,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
     if args.reward_model is not None and args.reward_out is not None:
         raise ValueError("give either a reward model to use (reward_model) or where to train one (reward_out), not both")
     reward_out = args.reward_model or args.reward_out or Path(config.training.reward_model)
+    key = signing_key(config)  # what the pipeline publishes is signed with it, and what it reuses must be
     clock = StageClock()
     try:
         with artifact_directory(Path(args.out)) as staging:
@@ -160,7 +161,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                 trained = {
                     variant: train_embedder(
                         router.embedder, router.categories, splits.examples["train"], staging / "embedders" / variant,
-                        variant, args.embedder,  # type: ignore[arg-type]
+                        variant, args.embedder, key=key,  # type: ignore[arg-type]
                     )
                     for variant in args.variants
                 }
@@ -170,12 +171,12 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
             with clock.stage("reward"):
                 winner = ablation.winner
                 if args.reward_model is not None:
-                    reward_metrics = reused_reward_metrics(args.reward_model)
+                    reward_metrics = reused_reward_metrics(args.reward_model, key)
                 else:
                     reward_metrics = train_reward_model(
                         reward_out, args.reward, train_path=args.reward_train, eval_path=args.reward_eval,
                         taxonomy=router.categories, categorize=lambda texts: winner.categorize(texts, router.categories),
-                        verifiable_dir=args.verifiable_data,
+                        verifiable_dir=args.verifiable_data, key=key,
                     )
             with clock.stage("mapping"):
                 # Served from its int8 export, like `coe train router`'s (the head stays fitted on fp32).
@@ -188,7 +189,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                     extra_metrics={"ablation": ablation.rows}, embedder_dir=winner.folder, activate=False,
                 )
                 mapping = run_mapping(
-                    config, RewardModel.load(reward_out), data_dir=args.router_data, tasks_dir=args.verifiable_data,
+                    config, RewardModel.load(reward_out, key=key), data_dir=args.router_data, tasks_dir=args.verifiable_data,
                     use_ray=args.use_ray, activate=args.activate, force_activate=args.force_activate, base=base,
                     make_current=False,  # only once the report is written
                 )
@@ -198,7 +199,7 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
                 metrics = write_report(staging, config, splits, ablation, reward_metrics, mapping, clock.seconds)
         artifact = mapping.artifact
         if mapping.activated:
-            RouterStore(Path(router.store)).use(artifact.version)
+            RouterStore.from_config(config).use(artifact.version)
     finally:
         clock.close()
     metrics["stage_seconds"] = clock.seconds
@@ -206,13 +207,13 @@ def train_all(config: AppConfig, args: PipelineArgs) -> PipelineResult:
     return PipelineResult(artifact=artifact, report_dir=Path(args.out).resolve(), metrics=metrics, seconds=clock.seconds)
 
 
-def reused_reward_metrics(folder: Path) -> dict[str, Any]:
+def reused_reward_metrics(folder: Path, key: bytes | None = None) -> dict[str, Any]:
     """The held-out figures a reward model was trained with, once it loads and verifies.
 
     Reusing one skips the slowest stage when only the router data changed: the reward model
     judges answers, and does not depend on the router being trained.
     """
-    model = RewardModel.load(folder)  # verified: a corrupt or foreign folder stops the run here
+    model = RewardModel.load(folder, key=key)  # verified: a corrupt, foreign or unsigned folder stops the run here
     return {**read_reward_metrics(folder), "reused": {"path": str(Path(folder).resolve()), "version": model.version}}
 
 

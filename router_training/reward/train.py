@@ -184,11 +184,13 @@ def train_reward_model(
     taxonomy: tuple[str, ...] = DEFAULT_CATEGORIES,
     categorize: Callable[[list[str]], list[str]] | None = None,
     verifiable_dir: Path = VERIFIABLE_DIR,
+    key: bytes | None = None,
 ) -> dict[str, Any]:
     """Train, evaluate and write the artifact to ``out``; returns the ``metrics.json`` content.
 
     With ``args.verifiable_pairs`` the tasks in ``verifiable_dir`` add training pairs (their
     ``reward`` split) and a second held-out report (their ``heldout`` split), per category.
+    With ``key`` (the artifact signing key) the artifact is signed.
     """
     args = args or RewardTrainingArgs()
     started = time.perf_counter()
@@ -312,7 +314,7 @@ def train_reward_model(
                                  for path in sorted(Path(verifiable_dir).glob("*.jsonl"))}} if checked_train else {})},
         training=args.model_dump(mode="json"), metrics={**metrics, **details},
     )
-    write_reward_model(Path(out), RewardArtifactParts(network, tokenizer, encoder.config, manifest, metrics))
+    write_reward_model(Path(out), RewardArtifactParts(network, tokenizer, encoder.config, manifest, metrics), key)
     logger.info("reward model written to %s: accuracy %.3f (baseline %.3f) in %.0f s",
                 out, metrics["pairwise_accuracy"], metrics["baseline_pairwise_accuracy"], seconds)
     return metrics

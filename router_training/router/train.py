@@ -29,7 +29,7 @@ import numpy as np
 from router_training.embedder.train import EmbedderTrainingArgs
 from router_training.router.data import DATA_DIR, DataError, Example, read_examples
 from router_training.router.ood import fit_ood, rates
-from services.artifacts import file_sha256, write_json_atomic
+from services.artifacts import file_sha256, signing_key, write_json_atomic
 from services.config import AppConfig
 from services.router.artifact import RouterArtifact, RouterManifest, write_router_artifact
 from services.router.config import RouterConfig
@@ -275,7 +275,7 @@ def publish_router(
     assert router is not None
     categories = router.categories
     counts = np.bincount(splits.labels("train", categories), minlength=len(categories))
-    store = RouterStore(Path(router.store))
+    store = RouterStore.from_config(config)
     manifest = RouterManifest(
         name="router",
         version="",
@@ -293,7 +293,9 @@ def publish_router(
         training={**training, "head": "logistic-regression", "regularisation": fit.regularisation},
         metrics={**fit.metrics, **(extra_metrics or {})},
     )
-    artifact = write_router_artifact(store.root, manifest, fit.weight, fit.bias, embedder_dir=embedder_dir, ood=fit.ood)
+    artifact = write_router_artifact(
+        store.root, manifest, fit.weight, fit.bias, embedder_dir=embedder_dir, ood=fit.ood, key=store.key
+    )
     if activate:
         store.use(artifact.version)
     return artifact
@@ -338,7 +340,7 @@ def train_router(
             training["embedder"] = asdict(embedder_args)
             folder = train_embedder(
                 router.embedder, router.categories, splits.examples["train"], Path(scratch) / embedder_variant,
-                embedder_variant, embedder_args,  # type: ignore[arg-type]
+                embedder_variant, embedder_args, key=signing_key(config),  # type: ignore[arg-type]
             )
             embedder = Embedder(EmbedderSource(path=str(folder)), reference=f"trained:{embedder_variant}")
             # The head is fitted on the fp32 embeddings, the reference either backend serves within
@@ -357,5 +359,5 @@ def train_router(
         plot_confusion(fit.metrics["test"], router.categories, report_dir / "router_confusion.png")
         write_json_atomic(report_dir / "router_evaluation.json", {"router_version": artifact.version, **evaluation})
     if activate:
-        RouterStore(Path(router.store)).use(artifact.version)
+        RouterStore.from_config(config).use(artifact.version)
     return artifact, evaluation

@@ -17,11 +17,25 @@ from services.errors import InvalidRequestError, UnsupportedParameterError
 from services.router.decision import RouteDecision, RoutingKnobs
 
 if TYPE_CHECKING:
-    from services.config import AppConfig
+    from services.config import AppConfig, InputLimits
+
+ECHO_LIMIT = 80  # characters of a client's value repeated in an error message
+
+
+def quoted(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters.
+
+    A name a client sent may be megabytes long, or made to look like a path; the message says
+    what was refused without sending it all back (or into the logs).
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
 
 Role = Literal["system", "developer", "user", "assistant"]
 KNOWN_ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant")
-MAX_STOP_SEQUENCES = 4
 COMPLETION_ID_PATTERN = r"^chatcmpl-[0-9a-f]{32}$"  # what new_completion_id makes
 
 
@@ -52,6 +66,58 @@ class StreamOptions(BaseModel):
     include_obfuscation: bool | None = None
 
 
+_NULL: dict[str, Any] = {"type": "null"}
+_EMPTY_LIST: dict[str, Any] = {"type": "array", "maxItems": 0}
+_EMPTY_OBJECT: dict[str, Any] = {"type": "object", "maxProperties": 0}
+
+# What the request's JSON schema (and so the OpenAPI document) says each known-but-unsupported
+# parameter may be: only the values that :func:`check_supported` lets through. Declaring the
+# type alone would describe requests that always get a 400, and a client (or a fuzzer) reading
+# the document could not tell the served request from the refused one.
+SERVED_VALUES_OF_UNSUPPORTED: dict[str, dict[str, Any]] = {
+    "n": {"anyOf": [{"const": 1}, _NULL]},
+    "tools": {"anyOf": [_EMPTY_LIST, _NULL]},
+    "tool_choice": {"anyOf": [{"const": "none"}, _NULL]},
+    "functions": {"anyOf": [_EMPTY_LIST, _NULL]},
+    "function_call": {"anyOf": [{"const": "none"}, _NULL]},
+    "response_format": {
+        "anyOf": [{"type": "object", "required": ["type"], "properties": {"type": {"const": "text"}}}, _EMPTY_OBJECT, _NULL]
+    },
+    "logprobs": {"anyOf": [{"const": False}, _NULL]},
+    "top_logprobs": {"anyOf": [{"const": 0}, _NULL]},
+    "logit_bias": {"anyOf": [_EMPTY_OBJECT, _NULL]},
+    "audio": _NULL,
+    "modalities": {"anyOf": [{"type": "array", "items": {"const": "text"}, "minItems": 1, "maxItems": 1}, _NULL]},
+    "prediction": _NULL,
+    "web_search_options": _NULL,
+}
+
+# ``model`` is any non-empty string (an unknown one gets a 404), but "auto" is the one every
+# deployment serves. Saying so as two disjoint cases lets a reader, and a fuzzer, find the routed
+# path: a plain string schema (or an "auto" branch that a wider one contains, which JSON-schema
+# tools fold into it) would almost never produce "auto".
+MODEL_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string", "const": "auto", "description": "Routed: the service picks the expert."},
+        {
+            "type": "string", "minLength": 1, "not": {"const": "auto"},
+            "description": "An expert's name, or `base:adapter` (GET /v1/models lists them); another name gets a 404.",
+        },
+    ],
+}
+
+
+def _document_chat_request(schema: dict[str, Any]) -> None:
+    """The chat request's JSON schema says what is served, not only what parses (see above)."""
+    properties = schema["properties"]
+    properties["model"] = {"title": "Model", **MODEL_SCHEMA}
+    stop = {"type": "string", "minLength": 1}  # _check_stop refuses empty strings
+    properties["stop"] = {**properties["stop"], "anyOf": [stop, {"type": "array", "items": stop}, _NULL]}
+    for name, served in SERVED_VALUES_OF_UNSUPPORTED.items():
+        title = properties[name].get("title")
+        properties[name] = {"title": title, "default": None, "description": "Not supported: only these values are accepted.", **served}
+
+
 class ChatCompletionRequest(BaseModel):
     """The subset of OpenAI's request that coe-router serves.
 
@@ -59,7 +125,7 @@ class ChatCompletionRequest(BaseModel):
     400 (see :func:`check_supported`); unknown ones are rejected like OpenAI does.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_chat_request)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -98,9 +164,8 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _check_stop(cls, value: Union[str, list[str], None]) -> Union[str, list[str], None]:
+        # How many are allowed is config (ingress.limits.max_stop_sequences): see check_limits.
         stops = [value] if isinstance(value, str) else (value or [])
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {len(stops)}")
         if any(stop == "" for stop in stops):
             raise ValueError("stop sequences must not be empty strings")
         return value
@@ -171,7 +236,7 @@ def _message_of(error: dict[str, Any], param: str) -> str:
     if kind == "missing":
         return f"Missing required parameter: '{param}'."
     if kind == "literal_error" and param.endswith(".role"):
-        return f"Invalid value for '{param}': {error.get('input')!r} is not a known role; expected one of {list(KNOWN_ROLES)}."
+        return f"Invalid value for '{param}': {quoted(error.get('input'))} is not a known role; expected one of {list(KNOWN_ROLES)}."
     if kind == "too_short" and param == "messages":
         return "'messages' must contain at least one message."
     return f"Invalid value for '{param}': {error.get('msg', 'invalid')}."
@@ -192,10 +257,52 @@ def json_object(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def parse_chat_request(body: bytes, *, default_model: str | None = None) -> ChatCompletionRequest:
+def check_limits(request: ChatCompletionRequest, limits: InputLimits) -> None:
+    """Refuse a request larger than the config allows (``ingress.limits``), naming the limit.
+
+    The body's byte size bounds what a request costs to parse; these bound what it costs to
+    serve (prompt size, generation length, stop-sequence matching), so that no single request
+    can occupy an expert far longer than the operator decided.
+    """
+    if len(request.messages) > limits.max_messages:
+        raise InvalidRequestError(
+            f"Invalid value for 'messages': at most {limits.max_messages} messages are accepted "
+            f"(ingress.limits.max_messages); this request has {len(request.messages)}.",
+            param="messages",
+            code="too_many_messages",
+        )
+    total_chars = sum(len(message.text()) for message in request.messages)
+    if total_chars > limits.max_total_chars:
+        raise InvalidRequestError(
+            f"Invalid value for 'messages': at most {limits.max_total_chars} characters of content are accepted "
+            f"in all messages together (ingress.limits.max_total_chars); this request has {total_chars}.",
+            param="messages",
+            code="too_many_characters",
+        )
+    for field in ("max_tokens", "max_completion_tokens"):
+        value = getattr(request, field)
+        if value is not None and value > limits.max_tokens:
+            raise InvalidRequestError(
+                f"Invalid value for '{field}': at most {limits.max_tokens} tokens may be asked for "
+                f"(ingress.limits.max_tokens); got {value}.",
+                param=field,
+                code="max_tokens_too_large",
+            )
+    stops = len(request.stop_sequences)
+    if stops > limits.max_stop_sequences:
+        raise InvalidRequestError(
+            f"Invalid value for 'stop': at most {limits.max_stop_sequences} stop sequences are accepted "
+            f"(ingress.limits.max_stop_sequences); got {stops}.",
+            param="stop",
+            code="too_many_stop_sequences",
+        )
+
+
+def parse_chat_request(body: bytes, limits: InputLimits, *, default_model: str | None = None) -> ChatCompletionRequest:
     """Bytes of an HTTP body → validated request, or an :class:`InvalidRequestError` (400).
 
-    ``default_model`` fills a missing ``model`` (``/v1/route`` does not need one).
+    ``limits`` are the config's ``ingress.limits``; ``default_model`` fills a missing ``model``
+    (``/v1/route`` does not need one).
     """
     payload = json_object(body)
     if default_model is not None:
@@ -211,6 +318,7 @@ def parse_chat_request(body: bytes, *, default_model: str | None = None) -> Chat
                 break
         param = _param_of(tuple(first.get("loc", ())))
         raise InvalidRequestError(_message_of(first, param), param=param or None) from exc
+    check_limits(request, limits)
     check_supported(request)
     return request
 
@@ -234,6 +342,14 @@ def parse_cache_flush(body: bytes) -> CacheFlushRequest:
         raise InvalidRequestError(message, param=param or None) from exc
 
 
+def _document_one_judgement(schema: dict[str, Any]) -> None:
+    """The JSON schema says what ``_one_judgement`` checks: exactly one of rating or score."""
+    schema["anyOf"] = [
+        {"required": ["rating"], "properties": {"rating": {"not": _NULL}, "score": _NULL}},
+        {"required": ["score"], "properties": {"score": {"not": _NULL}, "rating": _NULL}},
+    ]
+
+
 class FeedbackRequest(BaseModel):
     """Body of ``POST /v1/feedback``: one judgement of one completion.
 
@@ -241,7 +357,7 @@ class FeedbackRequest(BaseModel):
     label teaches the online learner the wrong thing, so it is refused rather than coerced.
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, json_schema_extra=_document_one_judgement)
 
     id: str = Field(min_length=1, max_length=128, pattern=COMPLETION_ID_PATTERN, description="The chat completion's id.")
     rating: Literal[-1, 0, 1] | None = Field(None, description="-1 bad, 0 neutral, 1 good.")
@@ -270,9 +386,9 @@ def _feedback_error(error: dict[str, Any]) -> InvalidRequestError:
     param = _param_of(tuple(error.get("loc", ())))
     kind = error.get("type")
     if param == "id" and kind == "string_pattern_mismatch":
-        message = f"Invalid value for 'id': {error.get('input')!r} is not a chat completion id (expected 'chatcmpl-' and 32 hex digits)."
+        message = f"Invalid value for 'id': {quoted(error.get('input'))} is not a chat completion id (expected 'chatcmpl-' and 32 hex digits)."
     elif param == "rating" and kind == "literal_error":
-        message = f"Invalid value for 'rating': {error.get('input')!r}; expected -1, 0 or 1."
+        message = f"Invalid value for 'rating': {quoted(error.get('input'))}; expected -1, 0 or 1."
     else:
         message = _message_of(error, param)
     return InvalidRequestError(message, param=param or None)
@@ -305,7 +421,8 @@ def parse_feedback(body: bytes, config: AppConfig) -> FeedbackRequest:
     limit = config.learner.feedback.comment_max_chars
     if feedback.comment is not None and len(feedback.comment) > limit:
         raise InvalidRequestError(
-            f"Invalid value for 'comment': at most {limit} characters are accepted; this one has {len(feedback.comment)}.",
+            f"Invalid value for 'comment': at most {limit} characters are accepted "
+            f"(learner.feedback.comment_max_chars); this one has {len(feedback.comment)}.",
             param="comment",
         )
     if feedback.preferred_expert is not None:
@@ -313,7 +430,7 @@ def parse_feedback(body: bytes, config: AppConfig) -> FeedbackRequest:
         if expert is None:
             names = [candidate.name for candidate in config.experts]
             raise InvalidRequestError(
-                f"Invalid value for 'preferred_expert': {feedback.preferred_expert!r} is not a configured expert; "
+                f"Invalid value for 'preferred_expert': {quoted(feedback.preferred_expert)} is not a configured expert; "
                 f"expected one of {names}.",
                 param="preferred_expert",
             )

@@ -130,7 +130,10 @@ def choose_tokens(rows: list[DecodingRow], logits: torch.Tensor) -> torch.Tensor
         if row.request.temperature == 0.0:
             tokens[index] = scores.argmax()
             continue
-        probabilities = torch.softmax(scores / row.request.temperature, dim=-1)
+        # Shifted so that the best score is 0, and in float64, before dividing: any temperature the
+        # API accepts (down to 5e-324, which float32 rounds to 0) then gives 0 and -inf, never
+        # inf - inf or 0 / 0 = NaN, which would fail every request of the batch.
+        probabilities = torch.softmax((scores - scores.max()).double() / row.request.temperature, dim=-1)
         if row.request.top_p < 1.0:
             sorted_probs, order = torch.sort(probabilities, descending=True)
             outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= row.request.top_p

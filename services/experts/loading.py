@@ -1,7 +1,9 @@
 """Find and load local expert weights, with errors that say how to fix a missing model.
 
 Nothing is ever fetched from a model hub: ``HF_HUB_OFFLINE`` is forced on before transformers
-loads anything, and every path comes from config, never from a request.
+loads anything, and every path comes from config, never from a request. No directory that names
+custom code (``auto_map``) is loaded (:mod:`services.custom_code`). With an artifact signing key,
+a GGUF expert's converted copy is used only when its signature verifies (else it is rebuilt).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.artifacts import MANIFEST_NAME, ArtifactError, read_manifest, verify_files
+from services.artifacts import MANIFEST_NAME, ArtifactError, verify_artifact
+from services.custom_code import refuse_custom_code
 from services.errors import ModelFilesMissingError
 from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
 
@@ -74,6 +77,7 @@ def check_adapter(expert: LoRAExpert) -> Path:
     """An adapter directory must hold a PEFT config and safetensors weights (never pickle).
 
     When it carries a manifest (adapters trained by the project do), its file hashes must match.
+    It must not name custom code.
     """
     folder = Path(expert.path)
     if not (folder / "adapter_config.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
@@ -81,21 +85,22 @@ def check_adapter(expert: LoRAExpert) -> Path:
             f"expert '{expert.name}': no PEFT adapter at {folder} (needs adapter_config.json and "
             "adapter_model.safetensors); train the default adapters with `coe adapters train`"
         )
-    if (folder / MANIFEST_NAME).is_file():
-        try:
-            verify_files(folder, read_manifest(folder))
-        except ArtifactError as exc:
-            raise ModelFilesMissingError(f"expert '{expert.name}': {exc}; retrain it with `coe adapters train`") from exc
+    try:
+        refuse_custom_code(folder)
+        if (folder / MANIFEST_NAME).is_file():
+            verify_artifact(folder, None)  # adapters ship with the project, unsigned
+    except ArtifactError as exc:
+        raise ModelFilesMissingError(f"expert '{expert.name}': {exc}; retrain it with `coe adapters train`") from exc
     return folder
 
 
-def count_parameters(expert: HFExpert | GGUFExpert) -> int:
+def count_parameters(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> int:
     """Parameter count read from the weight files' headers, without loading the model."""
     location = locate_weights(expert)
     if location.gguf_file:
         from services.experts.weights_cache import WeightsCache, gguf_parameter_count
 
-        recorded = WeightsCache().recorded_parameters(location.weights_path)
+        recorded = WeightsCache(key=key).recorded_parameters(location.weights_path)
         return recorded if recorded is not None else gguf_parameter_count(location.weights_path)
     from safetensors import safe_open
 
@@ -113,10 +118,11 @@ def count_parameters(expert: HFExpert | GGUFExpert) -> int:
     return total
 
 
-def load_model(expert: HFExpert | GGUFExpert) -> tuple[Any, Any]:
+def load_model(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> tuple[Any, Any]:
     """Load tokenizer and causal LM in float32 for CPU inference, ready for left-padded batches.
 
-    A GGUF expert loads from its verified fp32 copy in the weights cache, made on first use.
+    A GGUF expert loads from its verified fp32 copy in the weights cache, made on first use;
+    ``key`` (the artifact signing key, if configured) signs and checks that copy.
     """
     force_offline()
     import torch
@@ -127,8 +133,9 @@ def load_model(expert: HFExpert | GGUFExpert) -> tuple[Any, Any]:
     location = locate_weights(expert)
     logger.info("loading expert %s from %s", expert.name, location.weights_path)
     if location.gguf_file:
-        model, tokenizer = WeightsCache().load(location.weights_path)
+        model, tokenizer = WeightsCache(key=key).load(location.weights_path)
     else:
+        refuse_custom_code(location.folder)
         tokenizer = AutoTokenizer.from_pretrained(str(location.folder), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(str(location.folder), dtype=torch.float32, local_files_only=True)
     model.eval()
@@ -140,7 +147,7 @@ def load_model(expert: HFExpert | GGUFExpert) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def load_tokenizer(expert: HFExpert | GGUFExpert) -> Any:
+def load_tokenizer(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> Any:
     """The expert's tokenizer alone: from the weights cache when it holds a verified copy."""
     force_offline()
     from transformers import AutoTokenizer
@@ -149,7 +156,8 @@ def load_tokenizer(expert: HFExpert | GGUFExpert) -> Any:
 
     location = locate_weights(expert)
     if location.gguf_file:
-        return WeightsCache().tokenizer(location.weights_path)
+        return WeightsCache(key=key).tokenizer(location.weights_path)
+    refuse_custom_code(location.folder)
     return AutoTokenizer.from_pretrained(str(location.folder), local_files_only=True)
 
 

@@ -10,6 +10,11 @@ still has its recorded hash; anything else (a new GGUF, a truncated or edited fi
 Entries are named by the source's content (``<stem>-<sha256[:16]>``), so a process still reading an
 old entry is never disturbed by the build of a new one; older entries of the same file are pruned.
 A file lock makes concurrent first starts (a Serve replica beside a training job) build once.
+
+With the artifact signing key (``artifacts.signing_key_env``), entries are signed when written and
+used only when their signature verifies: an entry written without the key, or edited since, is
+treated like a corrupt one and rebuilt from the GGUF file, which is the source of trust. Neither
+kind of entry may name custom code (:mod:`services.custom_code`).
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from services.artifacts import (
     file_sha256,
     hash_files,
     read_manifest,
-    verify_files,
+    verify_artifact,
+    verify_signature,
     write_manifest,
 )
+from services.custom_code import refuse_custom_code
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +72,15 @@ class CacheLookup:
 
 
 class WeightsCache:
-    """Converted copies of GGUF files under one folder."""
+    """Converted copies of GGUF files under one folder.
 
-    def __init__(self, root: Path | None = None) -> None:
+    ``key``: the artifact signing key, when one is configured; entries are then signed on write
+    and must verify on read.
+    """
+
+    def __init__(self, root: Path | None = None, *, key: bytes | None = None) -> None:
         self.root = (root or default_cache_dir()).resolve()
+        self.key = key
 
     def entry(self, gguf_path: Path, source_sha256: str) -> Path:
         return self.root / f"{gguf_path.stem}-{source_sha256[:16]}"
@@ -80,13 +92,13 @@ class WeightsCache:
         if not folder.is_dir():
             return CacheLookup(folder, source_sha256, False, "not converted yet")
         try:
-            manifest = read_manifest(folder)
+            manifest = verify_artifact(folder, self.key)
             if manifest.kind != CACHE_KIND:
                 raise ArtifactError(f"{folder} holds a {manifest.kind!r}, not {CACHE_KIND!r}")
             recorded = manifest.data.get("source", {}).get("sha256")
             if recorded != source_sha256:
                 raise ArtifactError(f"{folder} was converted from another file (sha256 {str(recorded)[:16]}…)")
-            verify_files(folder, manifest)
+            refuse_custom_code(folder)
         except (ArtifactError, OSError) as exc:
             return CacheLookup(folder, source_sha256, False, str(exc))
         return CacheLookup(folder, source_sha256, True, "")
@@ -98,8 +110,11 @@ class WeightsCache:
         replica and CLI run needs it for the expert's cost, none needs the weights verified for it.
         """
         source_sha256 = file_sha256(gguf_path)
+        folder = self.entry(gguf_path, source_sha256)
         try:
-            manifest = read_manifest(self.entry(gguf_path, source_sha256))
+            if self.key is not None:
+                verify_signature(folder, self.key)  # cheap (the manifest only); the weights are not read here
+            manifest = read_manifest(folder)
         except (ArtifactError, OSError):
             return None
         source = manifest.data.get("source", {})
@@ -113,6 +128,7 @@ class WeightsCache:
         found = self.lookup(gguf_path)
         if found.usable:
             return AutoTokenizer.from_pretrained(str(found.folder), local_files_only=True)
+        refuse_custom_code(gguf_path.parent)
         return AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, local_files_only=True)
 
     def load(self, gguf_path: Path) -> tuple[Any, Any]:
@@ -166,6 +182,7 @@ class WeightsCache:
                         },
                         training={"dtype": CONVERTED_DTYPE},
                     ),
+                    self.key,
                 )
         except OSError as exc:  # a read-only or full disk costs the next start time, not this one its model
             logger.warning("could not cache the converted weights in %s: %s", folder, exc)
@@ -222,6 +239,7 @@ def _load_gguf(gguf_path: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    refuse_custom_code(gguf_path.parent)  # config files beside the GGUF file may be read with it
     kwargs: dict[str, Any] = {"local_files_only": True, "gguf_file": gguf_path.name}
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kwargs)
@@ -232,6 +250,7 @@ def _load_directory(folder: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    refuse_custom_code(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
     return model, tokenizer

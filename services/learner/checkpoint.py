@@ -4,13 +4,13 @@ river's trees can only be saved by pickle, and unpickling runs code. So a checkp
 only after HMAC-SHA256 of ``manifest.json`` under the configured key matches ``manifest.hmac``,
 and every file matches the sha256 the manifest records; a copied-in, edited or truncated
 checkpoint is refused before a byte of pickle is read. Torch weights go in safetensors, the rest
-of the state in JSON; the pickle holds only the river objects.
+of the state in JSON; the pickle holds only the river objects. Signing and checking are
+:mod:`services.artifacts`'s, as for every other artifact; unlike the others, a checkpoint is
+always signed (a key is always configured), because of the pickle.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import pickle
 from dataclasses import dataclass, field
@@ -21,21 +21,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from services.artifacts import (
-    MANIFEST_NAME,
     ArtifactError,
     ArtifactManifest,
     artifact_directory,
     durable_directory,
     hash_files,
     new_version,
-    read_manifest,
-    verify_files,
+    verify_artifact,
     write_manifest,
 )
 from services.learner.config import DriftMoESettings
 from services.learner.driftmoe import DriftMoE
 
-SIGNATURE_NAME = "manifest.hmac"
 TENSORS_NAME = "weights.safetensors"
 RIVER_NAME = "river.pkl"
 STATE_NAME = "state.json"
@@ -43,10 +40,6 @@ STATE_NAME = "state.json"
 
 class CheckpointError(ArtifactError):
     """A checkpoint is missing, unsigned, signed with another key, or altered."""
-
-
-def signature(manifest_bytes: bytes, key: bytes) -> str:
-    return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -86,26 +79,15 @@ def save_snapshot(
         manifest = ArtifactManifest(
             kind=kind, name=name, version=new_version(), files=hash_files(staging, [TENSORS_NAME, RIVER_NAME, STATE_NAME])
         )
-        write_manifest(staging, manifest)
-        (staging / SIGNATURE_NAME).write_text(signature((staging / MANIFEST_NAME).read_bytes(), key), encoding="ascii")
+        write_manifest(staging, manifest, key)
 
 
 def verify_snapshot(folder: Path, key: bytes) -> ArtifactManifest:
     """The manifest, once the signature and every file hash check out; else :class:`CheckpointError`."""
-    manifest_path, signature_path = folder / MANIFEST_NAME, folder / SIGNATURE_NAME
-    if not manifest_path.is_file() or not signature_path.is_file():
-        raise CheckpointError(f"{folder} is not a signed learner checkpoint ({MANIFEST_NAME} or {SIGNATURE_NAME} is missing)")
-    expected = signature(manifest_path.read_bytes(), key)
-    if not hmac.compare_digest(expected, signature_path.read_text(encoding="ascii").strip()):
-        raise CheckpointError(
-            f"{folder}: the checkpoint's HMAC does not verify with the configured key; it was altered or signed "
-            "with another key, and is not loaded"
-        )
-    manifest = read_manifest(folder)
     try:
-        verify_files(folder, manifest)
+        manifest = verify_artifact(folder, key)
     except ArtifactError as exc:
-        raise CheckpointError(str(exc)) from exc
+        raise CheckpointError(f"learner checkpoint: {exc}") from exc
     if sorted(manifest.files) != sorted([TENSORS_NAME, RIVER_NAME, STATE_NAME]):
         raise CheckpointError(f"{folder}: unexpected files {sorted(manifest.files)}")
     return manifest

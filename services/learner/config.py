@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.artifacts import key_from_env
 from services.experts.config import AutoscalingOptions, DeploymentOptions
 
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9:_.-]{1,64}$")
@@ -95,6 +96,15 @@ class ShadowOptions(BaseModel):
         description="OpenAI endpoint the learner asks for shadow answers (explicit `model`, so nothing is routed).",
     )
     seed: int = Field(0, description="Seeds the choice of the third expert.")
+    api_key_env: str = Field(
+        "COE_API_KEY",
+        description="Environment variable with the API key the learner sends to service_url (a `user` key is enough) "
+        "when the service has auth on.",
+    )
+
+    def api_key(self) -> str:
+        """The key for shadow requests; any placeholder when unset (a service with auth off ignores it)."""
+        return os.environ.get(self.api_key_env) or "no-key"
 
     _check_names = field_validator("stream")(classmethod(lambda cls, value: _check_key(value)))
 
@@ -162,10 +172,14 @@ class LearnerConfig(BaseModel):
     _check_names = field_validator("consumer_group", "consumer", "dead_letter_stream")(classmethod(lambda cls, value: _check_key(value)))
 
     def hmac_key(self) -> bytes:
-        """The checkpoint key: the environment variable, else the key file (made on first use)."""
-        value = os.environ.get(self.hmac_key_env)
-        if value:
-            return value.encode("utf-8")
+        """The checkpoint key: the environment variable, else the key file (made on first use).
+
+        Either must hold at least 32 bytes: a short key would make the checkpoint's signature,
+        the only thing standing between a file on disk and unpickling it, guessable.
+        """
+        key = key_from_env(self.hmac_key_env)
+        if key is not None:
+            return key
         if self.hmac_key_file is None:
             raise ValueError(
                 f"no checkpoint key: set ${self.hmac_key_env} or learner.hmac_key_file in the config"

@@ -28,6 +28,7 @@ class CompletionRecord(BaseModel):
     requested_model: str = Field(description="The request's `model` (`auto` when routed).")
     expert: str = Field(description="The LLM expert that answered.")
     decision: RouteDecision = Field(description="The route decision, with the learner's features when routed.")
+    key_id: str | None = Field(None, description="The API key's public id (auth on): only that key may give feedback on it.")
 
     @field_serializer("decision")
     def _keep_features(self, decision: RouteDecision) -> dict[str, object]:

@@ -135,14 +135,20 @@ class FeedbackStore:
         except _redis_errors() as exc:
             raise self._unavailable(exc) from exc
 
-    async def accept(self, feedback: FeedbackRequest) -> FeedbackReceipt:
-        """Append the feedback once. Raises :class:`NotFoundError` for an unknown or expired completion."""
+    async def accept(self, feedback: FeedbackRequest, key_id: str | None = None) -> FeedbackReceipt:
+        """Append the feedback once. Raises :class:`NotFoundError` for an unknown or expired completion.
+
+        With auth on (``key_id`` given), a completion made with another key is unknown too: only
+        the key that received a completion id can steer the learner with it.
+        """
         keys = self.keys
         try:
             raw = await self._client.get(keys.record(feedback.id))
             if raw is None:
                 raise self._not_found(feedback.id)
             record = CompletionRecord.model_validate_json(raw)
+            if key_id is not None and record.key_id != key_id:
+                raise self._not_found(feedback.id)
             event = FeedbackEvent(
                 completion_id=feedback.id,
                 rating=feedback.rating,

@@ -74,7 +74,7 @@ class LearnerService:
         self.key = self.settings.hmac_key()
         self.directory = Path(self.settings.directory)
         self.redis = redis or sync_client(config.cache, timeout_s=self.settings.block_ms / 1000 + 5)
-        self.router_store = RouterStore(Path(config.router.store))
+        self.router_store = RouterStore.from_config(config)
         self.policies = PolicyStore(self.directory)
         self.evaluator = evaluator
         self.streams = (self.settings.feedback.stream, self.settings.shadow.stream)
@@ -112,9 +112,7 @@ class LearnerService:
         """The feature space of a stored router version, read once per version."""
         if version not in self._space_by_version:
             try:
-                from services.router.artifact import load_router_artifact
-
-                self._space_by_version[version] = feature_space(load_router_artifact(self.router_store.folder(version)), self.settings)
+                self._space_by_version[version] = feature_space(self.router_store.load(version), self.settings)
             except (ArtifactError, OSError, ValueError):
                 self._space_by_version[version] = None
         return self._space_by_version[version]

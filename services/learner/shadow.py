@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from services.artifacts import MANIFEST_NAME, ArtifactError
+from services.artifacts import MANIFEST_NAME, ArtifactError, signing_key
 from services.config import AppConfig
 
 from services.learner.events import ShadowRequest
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 class ShadowEvaluator:
     """Turns a :class:`ShadowRequest` into a :class:`ShadowOutcome` (or None when it cannot)."""
 
-    def __init__(self, reward_model: RewardModel, service_url: str, max_tokens: int, seed: int = 0, api_key: str = "coe-learner") -> None:
+    def __init__(self, reward_model: RewardModel, service_url: str, max_tokens: int, seed: int = 0, api_key: str = "no-key") -> None:
         import openai
 
         self._reward_model = reward_model
@@ -84,6 +84,7 @@ class RewardModelWatcher:
     def __init__(self, config: AppConfig, check_interval_s: float | None = None) -> None:
         self._config = config
         self._folder = Path(config.training.reward_model)
+        self._key = signing_key(config)
         interval = config.router.watch_interval_s if config.router is not None else 2.0
         self._check_interval_s = interval if check_interval_s is None else check_interval_s
         self._evaluator: ShadowEvaluator | None = None
@@ -121,7 +122,7 @@ class RewardModelWatcher:
             return  # loaded already, or refused already: look again when it changes
         self._examined_manifest = manifest
         try:
-            reward_model = RewardModel.load(self._folder)
+            reward_model = RewardModel.load(self._folder, key=self._key)
         except (ArtifactError, OSError, ValueError) as exc:
             self.reason = f"the reward model at {self._folder} does not load ({exc})" + (
                 "; the previous one keeps scoring" if self._evaluator is not None else ""
@@ -129,7 +130,7 @@ class RewardModelWatcher:
             logger.warning("shadow evaluation: %s", self.reason)
             return
         shadow = self._config.learner.shadow
-        self._evaluator = ShadowEvaluator(reward_model, shadow.service_url, shadow.max_tokens, seed=shadow.seed)
+        self._evaluator = ShadowEvaluator(reward_model, shadow.service_url, shadow.max_tokens, seed=shadow.seed, api_key=shadow.api_key())
         self.reason = ""
         logger.info("shadow evaluation: scoring with the reward model at %s", self._folder)
 

@@ -10,7 +10,9 @@ An artifact is a directory written atomically by the training job:
 - ``manifest.json``: an ``ArtifactManifest(kind="reward-model")`` with the sha256 of all of the above.
 
 :meth:`RewardModel.load` checks every hash before building anything, so a missing, partial or
-corrupt artifact is refused with a message saying which file is wrong.
+corrupt artifact is refused with a message saying which file is wrong. With the artifact signing
+key (``artifacts.signing_key_env``) the artifact is signed when written and must be to load, and
+the encoder directory may not name custom code (:mod:`services.custom_code`).
 
 Categories: each input is scored by its category's aggregator. A ``None`` category (or no
 ``categories`` at all) means the shared ``global`` aggregator, unless the model was loaded with
@@ -34,11 +36,11 @@ from services.artifacts import (
     ArtifactManifest,
     artifact_directory,
     hash_files,
-    read_manifest,
-    verify_files,
+    verify_artifact,
     write_json_atomic,
     write_manifest,
 )
+from services.custom_code import refuse_custom_code
 from services.rewards.network import RewardNetwork, pooled_states
 from services.rewards.spec import GLOBAL_GROUP, REWARD_KIND, RewardModelSpec
 
@@ -71,8 +73,8 @@ class RewardArtifactParts:
     metrics: dict[str, Any]
 
 
-def write_reward_model(folder: Path, parts: RewardArtifactParts) -> ArtifactManifest:
-    """Write the artifact into ``folder`` atomically; returns the manifest as written."""
+def write_reward_model(folder: Path, parts: RewardArtifactParts, key: bytes | None = None) -> ArtifactManifest:
+    """Write the artifact into ``folder`` atomically (signed with ``key`` if given); returns the manifest as written."""
     from safetensors.torch import save_file
 
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in parts.network.state_dict().items()}
@@ -86,7 +88,7 @@ def write_reward_model(folder: Path, parts: RewardArtifactParts) -> ArtifactMani
         write_json_atomic(staging / METRICS_FILE, parts.metrics)
         names = [str(path.relative_to(staging)) for path in staging.rglob("*") if path.is_file()]
         manifest = parts.manifest.model_copy(update={"kind": REWARD_KIND, "files": hash_files(staging, names)})
-        write_manifest(staging, manifest)
+        write_manifest(staging, manifest, key)
     return manifest
 
 
@@ -117,25 +119,30 @@ class RewardModel:
         return self.manifest.version
 
     @classmethod
-    def load(cls, folder: Path, *, categorize: Categorize | None = None, batch_size: int = 32) -> "RewardModel":
-        """Verify and load an artifact directory, or raise :class:`ArtifactError` saying what is wrong."""
+    def load(
+        cls, folder: Path, *, key: bytes | None = None, categorize: Categorize | None = None, batch_size: int = 32
+    ) -> "RewardModel":
+        """Verify and load an artifact directory, or raise :class:`ArtifactError` saying what is wrong.
+
+        ``key``: the artifact signing key when one is configured; the artifact must then be signed with it.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
         folder = Path(folder)
-        manifest = read_manifest(folder)
+        manifest = verify_artifact(folder, key)
         if manifest.kind != REWARD_KIND:
             raise ArtifactError(f"{folder} holds a '{manifest.kind}' artifact, not a {REWARD_KIND}")
         for required in (CONFIG_FILE, WEIGHTS_FILE, f"{ENCODER_DIR}/config.json"):
             if required not in manifest.files:
                 raise ArtifactError(f"{folder}: the manifest lists no {required}; retrain with `coe train reward`")
-        verify_files(folder, manifest)
         try:
             spec = RewardModelSpec.model_validate_json((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         except ValueError as exc:
             raise ArtifactError(f"{folder / CONFIG_FILE} is not a valid reward-model config: {exc}") from exc
         encoder_dir = folder / ENCODER_DIR
+        refuse_custom_code(encoder_dir)
         tokenizer = AutoTokenizer.from_pretrained(str(encoder_dir), local_files_only=True)
         encoder = AutoModel.from_config(AutoConfig.from_pretrained(str(encoder_dir), local_files_only=True))
         network = RewardNetwork(encoder, spec)

@@ -3,7 +3,9 @@
 Serving and training share this module. A router's version is a hash of its content, so the
 same training result always has the same version and any change to weights, taxonomy,
 thresholds or scores gives a new one. Loading verifies every hash and shape before anything is
-served; a partial or corrupt artifact is refused with a message that says what is wrong.
+served; a partial or corrupt artifact is refused with a message that says what is wrong. With the
+artifact signing key (``artifacts.signing_key_env``), versions are signed when written and must
+carry a valid signature to load (see :mod:`services.artifacts`).
 
 Versions written before the out-of-distribution check existed have no ``ood`` entry; they load
 and route as they always did, and their content hash is unchanged.
@@ -26,8 +28,7 @@ from services.artifacts import (
     ArtifactManifest,
     artifact_directory,
     file_sha256,
-    read_manifest,
-    verify_files,
+    verify_artifact,
     write_manifest,
 )
 from services.router.config import ContextPolicy
@@ -92,12 +93,15 @@ def write_router_artifact(
     *,
     embedder_dir: Path | None = None,
     ood: OutOfDistribution | None = None,
+    key: bytes | None = None,
 ) -> RouterArtifact:
     """Write a new version into ``store`` (atomically); returns it as loaded back from disk.
 
     With ``embedder_dir`` (a trained sentence-transformers directory), the embedder is copied
     into the version, every one of its files is hashed with the head, and the manifest refers
     to it as ``artifact:embedder``. With ``ood``, its banks are written and its settings recorded.
+    With ``key`` (the artifact signing key), the manifest is signed. Every publisher of a router
+    version (training, the mapping job, an ONNX export added later) writes through here.
     """
     from safetensors.numpy import save
 
@@ -121,29 +125,34 @@ def write_router_artifact(
             (staging / OOD_FILE).write_bytes(banks)
         if embedder_dir is not None:
             shutil.copytree(embedder_dir, staging / BUNDLED_EMBEDDER)
-        write_manifest(staging, manifest)
-    return load_router_artifact(store / manifest.version)
+        write_manifest(staging, manifest, key)
+    return load_router_artifact(store / manifest.version, key)
 
 
-def derive_router_artifact(store: Path, base: RouterArtifact, **changes: Any) -> RouterArtifact:
+def derive_router_artifact(store: Path, base: RouterArtifact, *, key: bytes | None = None, **changes: Any) -> RouterArtifact:
     """A new version in ``store`` that is ``base`` with manifest fields changed (a new score
     table, say): the head, the bundled embedder and the out-of-distribution banks carry over."""
     manifest = base.manifest.model_copy(update=changes)
-    return write_router_artifact(store, manifest, base.weight, base.bias, embedder_dir=base.bundled_embedder, ood=base.ood)
+    return write_router_artifact(
+        store, manifest, base.weight, base.bias, embedder_dir=base.bundled_embedder, ood=base.ood, key=key
+    )
 
 
-def load_router_artifact(folder: Path) -> RouterArtifact:
-    """Load and verify one artifact directory, or raise :class:`ArtifactError`."""
+def load_router_artifact(folder: Path, key: bytes | None = None) -> RouterArtifact:
+    """Load and verify one artifact directory, or raise :class:`ArtifactError`.
+
+    ``key``: the artifact signing key when one is configured; the version must then be signed
+    with it. None (no key configured) loads unsigned versions, checking their hashes only.
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    manifest = read_manifest(folder, RouterManifest)
+    manifest = verify_artifact(folder, key, RouterManifest)
     assert isinstance(manifest, RouterManifest)
     if manifest.kind != ROUTER_KIND:
         raise ArtifactError(f"{folder} holds a '{manifest.kind}' artifact, not a router")
     if HEAD_FILE not in manifest.files:
         raise ArtifactError(f"{folder}: the manifest lists no {HEAD_FILE}")
-    verify_files(folder, manifest)
     if content_version(manifest) != manifest.version:
         raise ArtifactError(f"{folder}: the manifest was changed after writing (content hash mismatch)")
     try:

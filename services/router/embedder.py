@@ -1,4 +1,8 @@
-"""The sentence embedder behind stage 1, loaded offline from a package or a directory."""
+"""The sentence embedder behind stage 1, loaded offline from a package or a directory.
+
+A directory whose configs name custom code (``auto_map``) is refused where it is located, so
+training (which locates its base model here too) and serving alike never load one.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from services.custom_code import refuse_custom_code
 from services.errors import ModelFilesMissingError
 from services.experts.loading import force_offline
 from services.router.config import EmbedderSource, EmbeddingBackend
@@ -18,11 +23,15 @@ logger = logging.getLogger(__name__)
 
 
 def locate_embedder(source: EmbedderSource) -> Path:
-    """Directory of the sentence-transformers model, or an error naming how to install it."""
+    """Directory of the sentence-transformers model, or an error naming how to install it.
+
+    Raises :class:`~services.custom_code.CustomCodeError` for a directory that names custom code.
+    """
     if source.path is not None:
         folder = Path(source.path)
         if not (folder / "modules.json").is_file():
             raise ModelFilesMissingError(f"router embedder: no sentence-transformers model at {folder}")
+        refuse_custom_code(folder)
         return folder
     spec = importlib.util.find_spec(source.package)
     if spec is None or not spec.submodule_search_locations:
@@ -32,6 +41,7 @@ def locate_embedder(source: EmbedderSource) -> Path:
     folder = Path(list(spec.submodule_search_locations)[0]) / source.subdir
     if not (folder / "modules.json").is_file():
         raise ModelFilesMissingError(f"router embedder: {folder} holds no sentence-transformers model")
+    refuse_custom_code(folder)
     return folder
 
 

@@ -18,8 +18,9 @@ Files. The directory is a standard sentence-transformers model whose first modul
 (all encoder weights, experts and gate included), the tokenizer files, and
 ``sentence_bert_config.json`` with ``moe_layers`` and ``categories`` (the gate's taxonomy order).
 sentence-transformers ≥ 6 imports a module class from outside its own namespace only when asked
-with ``trust_remote_code=True``, for local directories too; :func:`load_moe_embedder` checks that
-the only such class is this one before asking.
+with ``trust_remote_code=True``, for local directories too, and this project never asks:
+:func:`load_moe_embedder` hands sentence-transformers this (already imported) class for the one
+reference it allows, so nothing named by the directory is imported.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from safetensors.torch import save_model as save_safetensors_model
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules.transformer import Transformer
 from torch import Tensor, nn
+
+from services.custom_code import refuse_custom_code
 
 CATEGORY_IDS = "category_ids"  # features key: (batch,) long, the enforced route while training
 GATE_LOGITS = "gate_logits"  # features key: (batch, n_categories), written by every forward
@@ -275,21 +278,27 @@ def is_moe_embedder(path: Path) -> bool:
 
 
 def load_moe_embedder(path: Path, device: str = "cpu") -> SentenceTransformer:
-    """Load an MoE embedder directory, refusing any code besides this module's.
+    """Load an MoE embedder directory, running no code besides this module's and sentence-transformers'.
 
-    ``trust_remote_code=True`` is what lets sentence-transformers import :class:`MoETransformer`;
-    it would also let a directory run its own code, so the directory is checked first: every
-    module is from sentence-transformers or is this class, and the encoder config names no
-    custom code (``auto_map``).
+    ``modules.json`` may name sentence-transformers modules and :class:`MoETransformer` only; the
+    latter is resolved to this class directly (sentence-transformers' ``_load_with_module_classes``,
+    which its own trainer uses to reload checkpoints), so ``trust_remote_code`` stays off. No
+    config in the directory may name custom code (``auto_map``).
     """
     path = Path(path)
     modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
     foreign = [entry["type"] for entry in modules if not entry["type"].startswith("sentence_transformers.") and entry["type"] != CLASS_REFERENCE]
     if foreign or not is_moe_embedder(path):
         raise ValueError(f"{path} is not an MoE embedder directory: modules.json must name {CLASS_REFERENCE}, and only it besides sentence_transformers modules (found {foreign or 'no MoE module'})")
-    if "auto_map" in json.loads((path / "config.json").read_text(encoding="utf-8")):
-        raise ValueError(f"{path}/config.json names custom code (auto_map); an MoE embedder directory never does: retrain it")
-    return SentenceTransformer(str(path), device=device, trust_remote_code=True)
+    refuse_custom_code(path)
+    load = getattr(SentenceTransformer, "_load_with_module_classes", None)
+    if load is None:
+        raise RuntimeError(
+            "this sentence-transformers cannot be given a module class without trust_remote_code "
+            "(SentenceTransformer._load_with_module_classes is missing); install sentence-transformers>=6.2 "
+            "to load an MoE embedder"
+        )
+    return load(str(path), {CLASS_REFERENCE: MoETransformer}, device=device, local_files_only=True)
 
 
 def moe_module(model: SentenceTransformer) -> MoETransformer:

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.custom_code import refuse_custom_code
+
 ONNX_FOLDER = "onnx"
 ONNX_MODEL = "model_qint8.onnx"
 ONNX_INFO = "export.json"
@@ -57,6 +59,7 @@ class OnnxSentenceEncoder:
         from transformers import AutoTokenizer
 
         model_dir = Path(model_dir)
+        refuse_custom_code(model_dir)  # the tokenizer is read from it with transformers
         self.info = read_export_info(model_dir)
         options = onnxruntime.SessionOptions()
         # onnxruntime's default is the physical core count, which can be half of a VM's vCPUs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.api.schemas import quoted
 from services.config import AppConfig
 from services.errors import ModelNotFoundError
 from services.router.decision import RouteDecision
@@ -14,7 +15,8 @@ def resolve_explicit(config: AppConfig, model: str) -> RouteDecision:
     expert = config.find_expert(model)
     if expert is None:
         known = ", ".join([AUTO_MODEL, *(e.name for e in config.experts), *config.model_aliases()])
-        raise ModelNotFoundError(f"The model '{model}' does not exist. Available models: {known}.")
+        # The name is only looked up in the config, never used as a path; the message repeats a bounded part of it.
+        raise ModelNotFoundError(f"The model {quoted(model)} does not exist. Available models: {known}.")
     return RouteDecision(expert=expert.name, policy="explicit")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 from ray import serve
+from services.auth.keys import service_headers
 
 
 def test_a_short_request_finishes_while_a_long_one_keeps_streaming(base_url: str, openai_client: Any) -> None:
@@ -17,7 +18,7 @@ def test_a_short_request_finishes_while_a_long_one_keeps_streaming(base_url: str
         "temperature": 0,
         "stream": True,
     }
-    with httpx.Client(base_url=base_url, timeout=120) as client:
+    with httpx.Client(base_url=base_url, headers=service_headers(), timeout=120) as client:
         with client.stream("POST", "/v1/chat/completions", json=long_body) as response:
             lines = (line for line in response.iter_lines() if line)
             next(lines), next(lines)  # the long answer is under way

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import TEST_INGRESS_LIMIT, TEST_RETRY_AFTER_S
+from services.auth.keys import service_headers
 
 USER = [{"role": "user", "content": "Hello"}]
 
@@ -59,7 +60,9 @@ def test_prompt_longer_than_the_context_names_the_limit(http: Any) -> None:
 
 
 def test_completion_budget_beyond_the_context_names_the_limit(http: Any) -> None:
-    response = http.post("/v1/chat/completions", json={"model": "smollm2-code", "messages": USER, "max_tokens": 9000})
+    # A prompt that fits, with a budget under ingress.limits.max_tokens, that together do not.
+    prompt = [{"role": "user", "content": "word " * 5000}]
+    response = http.post("/v1/chat/completions", json={"model": "smollm2-code", "messages": prompt, "max_tokens": 4000})
     assert_openai_error(response, 400, "messages", "maximum context length is 8192 tokens")
 
 
@@ -78,12 +81,12 @@ def test_official_client_raises_typed_errors(openai_client: Any) -> None:
     with pytest.raises(openai.NotFoundError):
         openai_client.chat.completions.create(model="nope", messages=USER)
     with pytest.raises(openai.BadRequestError, match="maximum context length"):
-        openai_client.chat.completions.create(model="smollm2", messages=USER, max_tokens=10_000)
+        openai_client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "word " * 9000}], max_tokens=4)
 
 
 def test_over_the_concurrency_limit_gets_429_with_retry_after(base_url: str, openai_client: Any) -> None:
     body = {"model": "smollm2", "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 16, "temperature": 0}
-    with httpx.Client(base_url=base_url, timeout=120, limits=httpx.Limits(max_connections=64)) as client:
+    with httpx.Client(base_url=base_url, headers=service_headers(), timeout=120, limits=httpx.Limits(max_connections=64)) as client:
         with ThreadPoolExecutor(max_workers=3 * TEST_INGRESS_LIMIT) as pool:
             responses = list(pool.map(lambda _: client.post("/v1/chat/completions", json=body), range(3 * TEST_INGRESS_LIMIT)))
     statuses = [response.status_code for response in responses]
@@ -98,7 +101,7 @@ def test_over_the_concurrency_limit_gets_429_with_retry_after(base_url: str, ope
 
 def test_client_disconnect_mid_stream_leaves_the_service_healthy(base_url: str, openai_client: Any) -> None:
     body = {"model": "smollm2", "messages": [{"role": "user", "content": "Write a very long essay."}], "max_tokens": 400, "stream": True}
-    with httpx.Client(base_url=base_url, timeout=120) as client:
+    with httpx.Client(base_url=base_url, headers=service_headers(), timeout=120) as client:
         with client.stream("POST", "/v1/chat/completions", json=body) as response:
             lines = response.iter_lines()
             next(lines), next(lines)

@@ -15,6 +15,7 @@ import httpx
 
 from deployments.fault_drill import FAULT_DRILL, wait_until_quiet
 from tests.conftest import TEST_BREAKER_OPEN_S, TWIN_EXPERT
+from services.auth.keys import service_headers
 
 MATH = "What is 17 times 23? Answer with the number."
 
@@ -22,7 +23,7 @@ MATH = "What is 17 times 23? Answer with the number."
 def stream_until_end(base_url: str, body: dict[str, Any], started: Any = None) -> dict[str, Any]:
     """Stream a chat request; returns its status, the text, the finish reason and any error event."""
     outcome: dict[str, Any] = {"text": "", "finish": None, "error": None}
-    with httpx.Client(base_url=base_url, timeout=60) as client:
+    with httpx.Client(base_url=base_url, headers=service_headers(), timeout=60) as client:
         with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
             outcome["status"] = response.status_code
             if response.status_code != 200:
@@ -44,7 +45,7 @@ def stream_until_end(base_url: str, body: dict[str, Any], started: Any = None) -
 
 
 def admin_status(base_url: str) -> dict[str, Any]:
-    return httpx.get(f"{base_url}/admin/status", timeout=30).json()
+    return httpx.get(f"{base_url}/admin/status", headers=service_headers(), timeout=30).json()
 
 
 def test_an_engine_failure_ends_every_request_of_its_batch_and_the_next_one_succeeds(base_url: str) -> None:
@@ -79,6 +80,7 @@ def _abandon(port: int, body: bytes, wait_s: float) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in service_headers().items()).encode()
             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
         if wait_s:
@@ -106,7 +108,7 @@ def test_abandoned_streams_release_their_slots_and_their_rows(base_url: str, htt
 def test_a_body_over_the_limit_is_refused_with_413(base_url: str, app_config: Any) -> None:
     limit = app_config.ingress.max_body_bytes
     body = json.dumps({"model": "smollm2", "messages": [{"role": "user", "content": "x" * (limit + 10)}]})
-    response = httpx.post(f"{base_url}/v1/chat/completions", content=body, headers={"content-type": "application/json"}, timeout=60)
+    response = httpx.post(f"{base_url}/v1/chat/completions", content=body, headers={"content-type": "application/json", **service_headers()}, timeout=60)
     assert response.status_code == 413
     error = response.json()["error"]
     assert error["code"] == "request_too_large" and str(limit) in error["message"]
@@ -197,6 +199,6 @@ def test_a_replica_killed_under_load_costs_no_routed_request_and_comes_back(base
         assert time.monotonic() < deadline, f"the expert did not come back: {answer}"
         time.sleep(1)
     assert len(_replica_actors("expert-smollm2")) == 1
-    routed = httpx.post(f"{base_url}/v1/chat/completions", timeout=60, json={
+    routed = httpx.post(f"{base_url}/v1/chat/completions", headers=service_headers(), timeout=60, json={
         "model": "auto", "messages": [{"role": "user", "content": MATH}], "max_tokens": 4})
     assert routed.status_code == 200 and routed.json()["route"]["failovers"] == [], "routed traffic is back on it"

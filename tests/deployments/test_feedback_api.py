@@ -18,6 +18,7 @@ from deployments.fault_drill import wait_for_learner
 from services.api.schemas import new_completion_id
 from services.config import AppConfig
 from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent
+from services.auth.keys import service_headers
 
 COE = str(Path(sys.executable).parent / "coe")
 MATH = [{"role": "user", "content": "What is the derivative of x^3 + 2x with respect to x?"}]
@@ -224,7 +225,7 @@ def test_a_redis_restart_loses_no_acknowledged_feedback_and_routing_goes_on(
 
     redis_server.stop()
     try:
-        with httpx.Client(base_url=base_url, timeout=60) as client:
+        with httpx.Client(base_url=base_url, headers=service_headers(), timeout=60) as client:
             response = client.post("/v1/feedback", json={"id": completions[2]["id"], "rating": 1})
             assert response.status_code == 503, response.text
             assert int(response.headers["Retry-After"]) >= 1

@@ -83,7 +83,7 @@ def test_a_shadow_event_has_three_experts_answer_and_scores_them(
         [expert.name for expert in app_config.experts], feature_space(trained_router, app_config.learner), app_config.learner
     )
 
-    evaluator = ShadowEvaluator(reward_model, f"{base_url}/v1", max_tokens=4, seed=0)
+    evaluator = ShadowEvaluator(reward_model, f"{base_url}/v1", max_tokens=4, seed=0, api_key=app_config.learner.shadow.api_key())
     outcome = evaluator.evaluate(request, learner)
 
     assert outcome is not None

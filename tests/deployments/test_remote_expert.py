@@ -27,7 +27,8 @@ def test_remote_expert_streams(openai_client: Any) -> None:
 def test_upstream_rejection_keeps_its_meaning(http: Any) -> None:
     response = http.post(
         "/v1/chat/completions",
-        json={"model": "remote-smollm2", "messages": CAPITAL, "max_tokens": 20_000},
+        # Within this ingress's limits, beyond the upstream model's context: the upstream's 400 comes back.
+        json={"model": "remote-smollm2", "messages": [{"role": "user", "content": "word " * 9000}], "max_tokens": 4},
     )
     assert response.status_code == 400
     assert "maximum context length" in response.json()["error"]["message"]

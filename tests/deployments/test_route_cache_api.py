@@ -17,6 +17,7 @@ import pytest
 
 from services.router.artifact import derive_router_artifact
 from services.router.store import RouterStore
+from services.auth.keys import service_headers
 
 COE = str(Path(sys.executable).parent / "coe")
 
@@ -80,7 +81,7 @@ def test_concurrent_misses_are_decided_in_batches(base_url: str, http: Any) -> N
     texts = [unique_math() for _ in range(64)]
 
     async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=httpx.Limits(max_connections=64)) as client:
+        async with httpx.AsyncClient(base_url=base_url, headers=service_headers(), timeout=60, limits=httpx.Limits(max_connections=64)) as client:
             replies = await asyncio.gather(*(client.post("/v1/route", json={"messages": [{"role": "user", "content": text}]}) for text in texts))
         return [reply.status_code for reply in replies]
 
@@ -116,7 +117,7 @@ def test_redis_down_and_back_never_fails_a_request(base_url: str, http: Any, red
     assert settle(http)["breaker"] == "closed"
     redis_server.stop()
     try:
-        with httpx.Client(base_url=base_url, timeout=30) as client:
+        with httpx.Client(base_url=base_url, headers=service_headers(), timeout=30) as client:
             with ThreadPoolExecutor(max_workers=8) as pool:
                 responses = list(pool.map(lambda _: client.post("/v1/route", json={"messages": [{"role": "user", "content": unique_math()}]}), range(24)))
         assert [response.status_code for response in responses] == [200] * 24

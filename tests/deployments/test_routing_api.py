@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +10,7 @@ import pytest
 
 from services.router.artifact import HEAD_FILE, derive_router_artifact
 from services.router.store import RouterStore
+from services.auth.keys import service_headers
 
 MATH = [{"role": "user", "content": "What is the derivative of x^3 + 2x with respect to x?"}]
 CODING = [{"role": "user", "content": "Write a Python function that checks whether a string is a palindrome."}]
@@ -80,7 +79,7 @@ def test_long_input_is_routed_and_marked_truncated(http: Any) -> None:
 
 
 def route_many(base_url: str, count: int) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=base_url, timeout=60) as client:
+    with httpx.Client(base_url=base_url, headers=service_headers(), timeout=60) as client:
         with ThreadPoolExecutor(max_workers=8) as pool:
             responses = list(pool.map(lambda _: client.post("/v1/route", json={"messages": MATH}), range(count)))
     assert all(response.status_code == 200 for response in responses)

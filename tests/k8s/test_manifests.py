@@ -29,7 +29,7 @@ SCHEMAS = K8S / "schemas"
 OVERLAYS = {"cpu": "configs/k8s.yaml", "gpu": "configs/k8s-gpu.yaml"}
 KUSTOMIZATIONS = [*OVERLAYS, *(f"{name}/train" for name in OVERLAYS)]
 KUBERNETES_VERSION = "1.32"  # oldest Kubernetes the manifests target
-SECRETS = {"coe-redis": {"url", "password"}, "coe-learner": {"hmac-key"}}  # created with kubectl (README)
+SECRETS = {"coe-redis": {"url", "password"}, "coe-learner": {"hmac-key"}, "coe-admin-key": {"api-key"}}  # created with kubectl (README)
 DATA_MOUNT = "/data"  # where the PVC coe-data is mounted in every Ray pod
 
 
@@ -240,6 +240,19 @@ def test_every_ray_container_runs_serve_behind_haproxy_as_coe_serve_does(name: s
         for container in template["spec"]["containers"]:
             env = {item["name"]: item.get("value") for item in container.get("env", [])}
             assert {key: env.get(key) for key in SERVE_ENVIRONMENT} == SERVE_ENVIRONMENT, container["name"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_auth_is_on_and_the_head_registers_the_first_admin_key_from_its_secret(name: str) -> None:
+    from services.config import load_config
+
+    assert load_config(PROJECT_ROOT / OVERLAYS[name]).auth.required(), "the cluster configs turn auth on"
+    head = ray_cluster(only(rendered(name), "RayService"))["headGroupSpec"]["template"]["spec"]
+    (bootstrap,) = [container for container in head["initContainers"] if container["name"] == "bootstrap-admin-key"]
+    command = " ".join(bootstrap["command"])
+    assert "coe keys create" in command and "--role admin" in command and "--if-missing" in command
+    env = {item["name"]: item for item in bootstrap["env"]}
+    assert env["COE_BOOTSTRAP_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "coe-admin-key", "key": "api-key"}
 
 
 @pytest.mark.parametrize("name", OVERLAYS)

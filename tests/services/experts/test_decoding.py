@@ -1,10 +1,15 @@
-"""Per-row text assembly with the real SmolLM2 tokenizer: stop strings, EOS, budgets, UTF-8."""
+"""Per-row text assembly with the real SmolLM2 tokenizer: stop strings, EOS, budgets, UTF-8; and
+token choice at the edges of the sampling parameters."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.experts.decoding import TextAssembler
+import pytest
+import torch
+
+from services.experts.decoding import DecodingRow, TextAssembler, choose_tokens
+from services.experts.generation import GenerationRequest, PromptMessage
 
 
 def feed(tokenizer: Any, text: str, stops: tuple[str, ...] = (), budget: int = 100, eos: bool = False):
@@ -49,3 +54,25 @@ def test_multibyte_characters_are_never_split(tokenizer: Any) -> None:
     text, finish, deltas, _ = feed(tokenizer, sample, eos=True)
     assert text == sample and finish == "stop"
     assert not any("\ufffd" in delta for delta in deltas)
+
+
+def sampled_row(tokenizer: Any, temperature: float, top_p: float = 1.0, seed: int = 7) -> DecodingRow:
+    """A row that samples (temperature > 0), as the engine builds one."""
+    request = GenerationRequest(
+        expert="smollm2", messages=(PromptMessage(role="user", content="hi"),), max_tokens=4, max_tokens_explicit=True,
+        temperature=temperature, top_p=top_p, seed=seed,
+    )
+    assembler = TextAssembler(tokenizer, frozenset({tokenizer.eos_token_id}), (), request.max_tokens)
+    return DecodingRow(request=request, prompt_ids=[1], adapter=None, assembler=assembler, emit=lambda event: None,
+                       generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("temperature", [1.175494351e-38, 5e-324, 1e-300, 1e-6])
+def test_a_tiny_temperature_samples_the_most_likely_token_instead_of_failing(tokenizer: Any, temperature: float) -> None:
+    """Any temperature the API accepts (0 < t <= 2) decodes: dividing the logits by a tiny one
+    must not overflow to inf and NaN, which would fail every request sharing the batch."""
+    logits = torch.tensor([[1.0, 7.5, -3.0, 7.25, 0.0], [2.0, 1.0, 0.0, 9.0, 3.0]])
+    rows = [sampled_row(tokenizer, temperature), sampled_row(tokenizer, 0.7, top_p=1e-9)]
+    tokens = choose_tokens(rows, logits)
+    assert tokens[0].item() == 1  # the arg-max, as the temperature tends to 0
+    assert tokens[1].item() == 3  # a vanishing top-p keeps the most likely token only
