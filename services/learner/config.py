@@ -103,7 +103,7 @@ class ShadowOptions(BaseModel):
     )
 
     def api_key(self) -> str:
-        """The key for shadow requests; any placeholder when unset (a service with auth off ignores it)."""
+        """The key for shadow requests, or "no-key" when unset (a service with auth off takes any key)."""
         return os.environ.get(self.api_key_env) or "no-key"
 
     _check_names = field_validator("stream")(classmethod(lambda cls, value: _check_key(value)))
