@@ -321,11 +321,12 @@ class Ingress:
                 id=completion_id, created=created, requested_model=chat.model, expert=decision.expert, decision=decision,
                 key_id=caller.key_id,
             )
-            usage = usage_of(final)
-            self._writes.start(
-                self._gate.correct(caller, request.state.estimated_tokens, usage.prompt_tokens + usage.completion_tokens),
-                f"token count of completion {completion_id}",
-            )
+            if caller.record is not None:  # a key's tokens: charge the real count now the answer has ended
+                usage = usage_of(final)
+                self._writes.start(
+                    self._gate.correct(caller, request.state.estimated_tokens, usage.prompt_tokens + usage.completion_tokens),
+                    f"token count of completion {completion_id}",
+                )
             shadow = None
             if self._samples_shadow(decision) and self._rng.random() < self._config.learner.shadow.sample_rate:
                 turns = tuple(ChatTurn(role=message.role, content=message.text()) for message in chat.messages)
