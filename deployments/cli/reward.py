@@ -38,6 +38,15 @@ def register_train(jobs: argparse._SubParsersAction) -> None:
     reward.add_argument("--seed", type=int, help="Random seed (default 0).")
     reward.add_argument("--threads", type=int, help="torch intra-op threads.")
     reward.add_argument("--missing", action="store_true", help="Do nothing when a reward model already loads from --out.")
+    reward.add_argument(
+        "--skip-invalid", action="store_true",
+        help="Skip rows that fail validation, counted by reason in metrics.json, instead of stopping at the first "
+        "(the job still stops when more than max_skipped_share, default 20%%, of a file is invalid).",
+    )
+    reward.add_argument(
+        "--max-minutes", type=float,
+        help="Training budget: stop at the best state reached so far when it runs out (metrics.json says where).",
+    )
     reward.set_defaults(run=run_train)
 
 
@@ -71,9 +80,12 @@ def training_args(args: argparse.Namespace) -> Any:
         if not isinstance(loaded, dict):
             raise ValueError(f"{args.hparams}: the top level must be a mapping of hyper-parameters")
         values.update(loaded)
-    for flag, field in (("steps_scale", "steps_scale"), ("seed", "seed"), ("threads", "torch_threads")):
-        if getattr(args, flag) is not None:
+    for flag, field in (("steps_scale", "steps_scale"), ("seed", "seed"), ("threads", "torch_threads"),
+                        ("max_minutes", "max_minutes")):
+        if getattr(args, flag, None) is not None:
             values[field] = getattr(args, flag)
+    if getattr(args, "skip_invalid", False):
+        values["skip_invalid"] = True
     try:
         return RewardTrainingArgs.model_validate(values)
     except ValueError as exc:
@@ -148,6 +160,15 @@ def run_train(args: argparse.Namespace) -> int:
         key=key,
     )
     print(f"reward model written to {out.resolve()} in {metrics['seconds']:.0f} s")
+    if metrics["stopped_early"]:
+        print(f"stopped early: the {metrics['stopped_early']['max_minutes']}-minute budget ran out in "
+              f"{metrics['stopped_early']['in']}; the model keeps the best states reached")
+    for split, row in metrics["truncated"].items():
+        if row["prompt_turns_dropped"]:
+            print(f"{split}: {row['prompt_turns_dropped']} of {row['pairs']} pairs lost their oldest turns to the "
+                  f"encoder's window ({row['final_turn_cut']} also the middle of their final turn)")
+    if metrics["capabilities_without_data"]:
+        print(f"no pairs for capabilities {', '.join(metrics['capabilities_without_data'])}: no adapters for them")
     print(
         f"held-out pairwise accuracy {metrics['pairwise_accuracy']:.1%} "
         f"(single-head baseline {metrics['baseline_pairwise_accuracy']:.1%}, n={metrics['n_eval']})"

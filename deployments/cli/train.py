@@ -58,6 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--no-activate", action="store_true", help="Publish without moving the `current` pointer.")
     pipeline.add_argument("--force-activate", action="store_true", help="Make it current even if it routes the held-out verifiable prompts worse than the current router.")
     pipeline.add_argument("--quick", action="store_true", help="Smoke test: a few optimiser steps per model (minutes less, much worse models).")
+    pipeline.add_argument("--skip-invalid", action="store_true", help="Skip reward rows that fail validation (counted by reason in the reward metrics) instead of stopping at the first.")
     pipeline.set_defaults(run=run_all)
 
     reward.register_train(jobs)
@@ -208,7 +209,9 @@ def run_all(args: argparse.Namespace) -> int:
         reward_out=args.reward_out,
         reward_model=args.reward_model,
         embedder=embedder_args(args, quick=args.quick, base=EmbedderTrainingArgs.budget()),
-        reward=RewardTrainingArgs.quick() if args.quick else RewardTrainingArgs.budget(),
+        reward=(RewardTrainingArgs.quick() if args.quick else RewardTrainingArgs.budget()).model_copy(
+            update={"skip_invalid": args.skip_invalid}
+        ),
         use_ray=use_ray(args.ray),
         activate=not args.no_activate,
         force_activate=args.force_activate,

@@ -40,7 +40,7 @@ from router_training.mapping.job import MappingResult, format_table, run_mapping
 from router_training.pipeline import report
 from router_training.pipeline.ablation import Ablation, format_ablation, run_ablation
 from router_training.pipeline.sweep import budget_sweep, default_lambdas, references, sweep
-from router_training.reward.data import read_pairs
+from router_training.reward.data import load_pairs
 from router_training.reward.train import RewardTrainingArgs, train_reward_model
 from router_training.verifiable.tasks import read_tasks
 from router_training.router.evaluate import evaluate_splits, format_evaluation, read_external
@@ -137,8 +137,9 @@ def check_data(config: AppConfig, args: PipelineArgs) -> Splits:
             f"missing: {', '.join(str(path) for path in missing)}"
         )
     splits = Splits.read(args.router_data, taxonomy)
+    lenient = args.reward.max_skipped_share if args.reward.skip_invalid else None
     for path in (args.reward_train, args.reward_eval):
-        read_pairs(path, taxonomy, args.reward.capabilities)
+        load_pairs(path, taxonomy, args.reward.capabilities, max_skipped_share=lenient)
     read_tasks(args.verifiable_data)  # optional: without it every category is judged by the reward model
     return splits
 

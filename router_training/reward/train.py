@@ -18,6 +18,18 @@
 
 Model selection uses only a calibration split carved from the training file by prompt
 (early stopping in every phase); the evaluation file is used for reporting only.
+
+Real preference files need three more things, all reported in ``metrics.json``:
+
+- ``skip_invalid`` skips rows that fail validation (``skipped``: counts by reason, example
+  lines), up to ``max_skipped_share`` of a file;
+- long transcripts lose their oldest turns, never the final exchange, identically on both
+  sides of a pair (:mod:`services.rewards.truncation`; ``truncated``);
+- data without capability labels has no phase 2: the model then has no adapters and the
+  aggregators read the phase-1 encoder state (``capabilities_trained``, ``capabilities_without_data``).
+
+``max_minutes`` bounds the training phases: the phase running when it expires keeps its best
+calibration state, the phases after it are skipped, and ``stopped_early`` says where.
 """
 
 from __future__ import annotations
@@ -36,12 +48,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from router_training.reward.data import (
     HELDOUT_PATH,
     TRAIN_PATH,
+    PairFile,
     PreferencePair,
     calibration_split,
-    read_pairs,
+    load_pairs,
     with_categories,
 )
 from router_training.reward.phases import (
+    Deadline,
     PhaseReport,
     StatePairs,
     head_rewards,
@@ -55,13 +69,14 @@ from services.artifacts import ArtifactManifest, file_sha256, new_version
 from services.rewards.model import RewardArtifactParts, write_reward_model
 from services.rewards.network import RewardNetwork, pooled_states
 from services.rewards.spec import DEFAULT_CAPABILITIES, GLOBAL_GROUP, LoraSpec, RewardModelSpec
+from services.rewards.truncation import SPECIAL_TOKENS, fit_prompts, token_counts
 from services.router.config import DEFAULT_CATEGORIES, EmbedderSource
 
 logger = logging.getLogger(__name__)
 
 METRIC_KEYS = (
     "pairwise_accuracy", "baseline_pairwise_accuracy", "per_category", "verifiable_heldout", "n_train", "n_train_verifiable",
-    "n_eval", "seconds",
+    "n_eval", "seconds", "skipped", "truncated", "capabilities_trained", "capabilities_without_data", "stopped_early",
 )
 
 
@@ -116,6 +131,17 @@ class RewardTrainingArgs(BaseModel):
     max_verifiable_pairs: int | None = Field(None, ge=1, description="Use a seeded sample of this many verifiable tasks.")
     inference_batch_size: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's choice.")
+    skip_invalid: bool = Field(False, description="Skip rows that fail validation (counted by reason) instead of stopping.")
+    max_skipped_share: float = Field(
+        0.2, ge=0, lt=1, description="With skip_invalid: stop when more than this share of a file's rows is invalid."
+    )
+    max_minutes: float | None = Field(None, gt=0, description="Training budget; stops at the best state so far.")
+    attention_dropout: float = Field(
+        0.0, ge=0, lt=1,
+        description="Dropout on the encoder's attention weights while training. Off by default: on CPU, with it "
+        "torch's attention falls back to its reference kernel and draws a random mask over every attention "
+        "matrix, which took 30% of a phase-1 step on long transcripts; hidden-state dropout stays.",
+    )
 
     @classmethod
     def quick(cls) -> "RewardTrainingArgs":
@@ -154,16 +180,47 @@ def _accuracy_by_category(chosen: torch.Tensor, rejected: torch.Tensor, categori
 
 
 def _states(network: RewardNetwork, tokenizer: Any, pairs: Sequence[PreferencePair], batch_size: int) -> StatePairs:
-    """Capability states ``z_k`` of chosen and rejected responses, each ``(N, K, H)``."""
+    """The states the aggregators read (``z_k``) of chosen and rejected responses, each ``(N, K, H)``."""
     states = pooled_states(
         network, tokenizer, [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-        network.spec.capabilities, batch_size=batch_size,
+        network.spec.state_sources, batch_size=batch_size,
     )
     return StatePairs(states[: len(pairs)], states[len(pairs) :])
 
 
-def load_backbone() -> tuple[Any, Any, str]:
-    """Pretrained MiniLM encoder, its tokenizer, and its recorded reference (offline)."""
+def fit_to_window(tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int) -> tuple[list[PreferencePair], dict[str, int]]:
+    """The pairs with each prompt cut to the encoder's window (oldest turns first, the same cut
+    for both responses), and how many were cut, once, before training reads them many times."""
+    prompts = [p.prompt for p in pairs] * 2
+    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    fitted = fit_prompts(tokenizer, prompts, responses, max_length)[: len(pairs)]
+    counts = token_counts(tokenizer, [fit.text for fit in fitted] + responses)
+    prompt_tokens, chosen_tokens, rejected_tokens = (counts[i * len(pairs) : (i + 1) * len(pairs)] for i in range(3))
+    window = max_length - SPECIAL_TOKENS
+    report = {
+        "pairs": len(pairs),
+        "prompt_turns_dropped": sum(1 for fit in fitted if fit.dropped_turns),
+        "final_turn_cut": sum(1 for fit in fitted if fit.final_turn_cut),
+        "response_cut": sum(1 for row in zip(prompt_tokens, chosen_tokens, rejected_tokens) if row[0] + max(row[1:]) > window),
+    }
+    return [dataclasses.replace(pair, prompt=fit.text) for pair, fit in zip(pairs, fitted)], report
+
+
+def _report_skipped(files: dict[str, tuple[Path, PairFile]]) -> None:
+    """Print what a lenient read left out, by reason with example lines, where a user sees it."""
+    for label, (path, loaded) in files.items():
+        skipped = loaded.skipped
+        if not skipped.total:
+            continue
+        print(f"{label} data {path}: skipped {skipped.total} of {skipped.rows} rows ({skipped.share:.1%})")
+        for reason, count in sorted(skipped.counts.items()):
+            lines = ", ".join(str(line) for line in skipped.example_lines[reason])
+            print(f"  {reason:<20} {count:>5}  e.g. lines {lines}")
+
+
+def load_backbone(attention_dropout: float | None = None) -> tuple[Any, Any, str]:
+    """Pretrained MiniLM encoder, its tokenizer, and its recorded reference (offline);
+    ``attention_dropout`` replaces the pretrained model's own (0.1)."""
     from transformers import AutoModel, AutoTokenizer
 
     from services.experts.loading import force_offline
@@ -172,7 +229,8 @@ def load_backbone() -> tuple[Any, Any, str]:
     force_offline()
     source = EmbedderSource()
     folder = locate_embedder(source)
-    return AutoModel.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder)), source.reference
+    overrides = {} if attention_dropout is None else {"attention_probs_dropout_prob": attention_dropout}
+    return AutoModel.from_pretrained(str(folder), **overrides), AutoTokenizer.from_pretrained(str(folder)), source.reference
 
 
 def train_reward_model(
@@ -194,11 +252,16 @@ def train_reward_model(
     """
     args = args or RewardTrainingArgs()
     started = time.perf_counter()
+    deadline = Deadline(args.max_minutes)
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    train_rows = _sample(read_pairs(train_path, taxonomy, args.capabilities), args.max_train_pairs, args.seed)
+    lenient = args.max_skipped_share if args.skip_invalid else None
+    train_file = load_pairs(train_path, taxonomy, args.capabilities, max_skipped_share=lenient)
+    eval_file = load_pairs(eval_path, taxonomy, args.capabilities, max_skipped_share=lenient)
+    _report_skipped({"train": (train_path, train_file), "eval": (eval_path, eval_file)})
+    train_rows = _sample(train_file.pairs, args.max_train_pairs, args.seed)
     checked_train = [pair for pair in preference_pairs(verifiable_dir, "reward") if pair.category in taxonomy] if args.verifiable_pairs else []
     checked_train = _sample(checked_train, args.max_verifiable_pairs, args.seed)
     checked_eval = [dataclasses.replace(pair, capability=None) for pair in preference_pairs(verifiable_dir, "heldout") if pair.category in taxonomy]
@@ -206,9 +269,16 @@ def train_reward_model(
     if "correctness" in args.capabilities:
         train_rows += checked_train
     train_rows += [dataclasses.replace(pair, capability=None) for pair in checked_train]
-    eval_rows = read_pairs(eval_path, taxonomy, args.capabilities)
+    eval_rows = eval_file.pairs
     eval_overall = [pair for pair in eval_rows if pair.capability is None] or eval_rows
     eval_overall = _sample(eval_overall, args.max_eval_pairs, args.seed)
+
+    encoder, tokenizer, reference = load_backbone(args.attention_dropout)
+    train_rows, train_truncated = fit_to_window(tokenizer, train_rows, args.max_length)
+    eval_overall, eval_truncated = fit_to_window(tokenizer, eval_overall, args.max_length)
+    if train_truncated["prompt_turns_dropped"] or eval_truncated["prompt_turns_dropped"]:
+        logger.info("long transcripts: %d training and %d evaluation pairs lose their oldest turns to the %d-token window",
+                    train_truncated["prompt_turns_dropped"], eval_truncated["prompt_turns_dropped"], args.max_length)
     fit, calibration = calibration_split(train_rows, args.calibration_fraction, args.seed)
     overall_fit = [p for p in fit if p.capability is None]
     overall_cal = [p for p in calibration if p.capability is None]
@@ -219,16 +289,22 @@ def train_reward_model(
     eval_categories = with_categories(eval_overall, categorize)
     counts = Counter(fit_categories)
     own = tuple(c for c in taxonomy if counts[c] >= args.min_category_pairs and c in cal_categories)
+    # An adapter needs pairs of its own: a capability without any would only copy phase 1.
+    trained = tuple(c for c in args.capabilities if any(p.capability == c for p in fit))
+    without_data = [c for c in args.capabilities if c not in trained]
+    if without_data:
+        logger.info("no training pairs for capabilities %s: no adapters for them%s", without_data,
+                    "" if trained else "; the aggregators read the phase-1 encoder state")
 
-    encoder, tokenizer, reference = load_backbone()
     spec = RewardModelSpec(
-        capabilities=args.capabilities, categories=taxonomy, aggregators=(GLOBAL_GROUP, *own),
+        capabilities=trained, categories=taxonomy, aggregators=(GLOBAL_GROUP, *own),
         hidden_size=encoder.config.hidden_size, max_length=args.max_length, lora=args.lora, backbone=reference,
     )
     network = RewardNetwork(encoder, spec)
     steps = {"epochs_scale": args.steps_scale, "max_steps": args.max_steps, "rng": rng,
-             "inference_batch_size": args.inference_batch_size}
+             "inference_batch_size": args.inference_batch_size, "deadline": deadline}
     times: dict[str, float] = {}
+    stopped_in: str | None = None
 
     # Phase 1: encoder + value head, no adapters; also the baseline.
     t0 = time.perf_counter()
@@ -242,16 +318,21 @@ def train_reward_model(
     for group in groups:
         for param in group["params"]:
             param.requires_grad_(True)
-    phase1 = _run_head(network, tokenizer, overall_fit, overall_cal, None, network.value_head, groups, args.phase1, steps)
+    phase1 = _run_head(network, tokenizer, overall_fit, overall_cal, None, network.value_head, groups, args.phase1, steps,
+                       label="phase 1: encoder and value head")
+    stopped_in = "phase1" if phase1.stopped_by_deadline else None
     base_chosen, base_rejected = head_rewards(network, tokenizer, eval_overall, None, network.value_head, args.inference_batch_size)
     times["phase1"] = time.perf_counter() - t0
 
     # Phase 2: one LoRA adapter + head per capability; the encoder stays as phase 1 left it.
     t0 = time.perf_counter()
     phase2: dict[str, PhaseReport] = {}
-    for capability in args.capabilities:
+    for capability in trained:
         head = network.capability_heads[capability]
         head.load_state_dict(network.value_head.state_dict())
+        if deadline.expired():  # the adapter stays the identity: this capability scores as phase 1 does
+            stopped_in = stopped_in or f"phase2:{capability}"
+            continue
         network.encoder.set_adapter(capability)
         for param in network.parameters():
             param.requires_grad_(False)
@@ -262,21 +343,31 @@ def train_reward_model(
             param.requires_grad_(True)
         cap_fit = [p for p in fit if p.capability == capability]
         cap_cal = [p for p in calibration if p.capability == capability]
-        if not cap_fit:
-            logger.warning("no training pairs for capability %r: its adapter stays the phase-1 model", capability)
         logger.info("phase 2: adapter %r on %d pairs", capability, len(cap_fit))
-        phase2[capability] = _run_head(network, tokenizer, cap_fit, cap_cal, capability, head, groups, args.phase2, steps)
+        phase2[capability] = _run_head(network, tokenizer, cap_fit, cap_cal, capability, head, groups, args.phase2, steps,
+                                       label=f"phase 2: adapter {capability}")
+        if phase2[capability].stopped_by_deadline:
+            stopped_in = stopped_in or f"phase2:{capability}"
     for param in network.parameters():
         param.requires_grad_(False)
     times["phase2"] = time.perf_counter() - t0
 
     # Phase 3: aggregators on precomputed capability states, adapters frozen.
     t0 = time.perf_counter()
-    logger.info("phase 3: capability states of %d overall pairs, then the aggregators", len(overall_fit) + len(overall_cal))
-    fit_states = _states(network, tokenizer, overall_fit, args.inference_batch_size)
-    cal_states = _states(network, tokenizer, overall_cal, args.inference_batch_size)
-    phase3 = _fit_aggregators(network, fit_states, fit_categories, cal_states, cal_categories, args, rng)
+    if deadline.expired():
+        stopped_in = stopped_in or "phase3"
+        _start_aggregators(network, args)  # untrained: the mean of the heads, as DMoERM starts
+        phase3: dict[str, PhaseReport] = {}
+    else:
+        logger.info("phase 3: capability states of %d overall pairs, then the aggregators", len(overall_fit) + len(overall_cal))
+        fit_states = _states(network, tokenizer, overall_fit, args.inference_batch_size)
+        cal_states = _states(network, tokenizer, overall_cal, args.inference_batch_size)
+        phase3 = _fit_aggregators(network, fit_states, fit_categories, cal_states, cal_categories, args, rng, deadline)
+        if any(report.stopped_by_deadline for report in phase3.values()):
+            stopped_in = stopped_in or "phase3"
     times["phase3"] = time.perf_counter() - t0
+    if stopped_in:
+        logger.warning("the %s-minute budget ran out in %s: the model keeps the best states reached", args.max_minutes, stopped_in)
 
     t0 = time.perf_counter()
     logger.info("evaluation on %d held-out pairs", len(eval_overall))
@@ -295,6 +386,11 @@ def train_reward_model(
         "n_train_verifiable": len(checked_train),
         "n_eval": len(eval_overall),
         "seconds": round(seconds, 1),
+        "skipped": {"train": train_file.skipped.as_dict(), "eval": eval_file.skipped.as_dict()} if args.skip_invalid else None,
+        "truncated": {"train": train_truncated, "eval": eval_truncated},
+        "capabilities_trained": list(trained),
+        "capabilities_without_data": without_data,
+        "stopped_early": {"max_minutes": args.max_minutes, "in": stopped_in} if stopped_in else None,
     }
     details = {
         "phase_seconds": {name: round(value, 1) for name, value in times.items()},
@@ -322,26 +418,37 @@ def train_reward_model(
 
 def _run_head(network: RewardNetwork, tokenizer: Any, fit: list[PreferencePair], calibration: list[PreferencePair],
               adapter: str | None, head: torch.nn.Linear, groups: list[dict[str, Any]], settings: PhaseSettings,
-              steps: dict[str, Any]) -> PhaseReport:
+              steps: dict[str, Any], label: str) -> PhaseReport:
     return train_value_head(
         network, tokenizer, fit, calibration, adapter=adapter, head=head, groups=groups,
         epochs=settings.epochs * steps["epochs_scale"], batch_size=settings.batch_size, max_steps=steps["max_steps"],
         weight_decay=settings.weight_decay, rng=steps["rng"], inference_batch_size=steps["inference_batch_size"],
         evaluate_start=adapter is not None,  # phase 2 may keep the phase-1 model; phase 1 starts from a random head
+        deadline=steps["deadline"], label=label,
     )
 
 
+def _start_aggregators(network: RewardNetwork, args: RewardTrainingArgs) -> None:
+    """Every aggregator as the mean of the heads it reads (``init: mean_of_heads``), or left as built."""
+    if args.phase3.init != "mean_of_heads":
+        return
+    heads = [network.capability_heads[name] for name in network.spec.capabilities] or [network.value_head]
+    for aggregator in network.aggregators.values():
+        aggregator.start_as_mean_of(heads)
+
+
 def _fit_aggregators(network: RewardNetwork, fit: StatePairs, fit_categories: list[str], calibration: StatePairs,
-                     cal_categories: list[str], args: RewardTrainingArgs, rng: random.Random) -> dict[str, PhaseReport]:
+                     cal_categories: list[str], args: RewardTrainingArgs, rng: random.Random,
+                     deadline: Deadline) -> dict[str, PhaseReport]:
     """The global aggregator on every pair, then each own-category one started from it."""
     settings = args.phase3
     options = {"max_epochs": min(settings.max_epochs, args.max_steps or settings.max_epochs),
                "patience": settings.patience, "batch_size": settings.batch_size,
-               "learning_rate": settings.learning_rate, "weight_decay": settings.weight_decay, "rng": rng}
+               "learning_rate": settings.learning_rate, "weight_decay": settings.weight_decay, "rng": rng,
+               "deadline": deadline}
+    _start_aggregators(network, args)
     shared = network.aggregators[GLOBAL_GROUP]
-    if settings.init == "mean_of_heads":
-        shared.start_as_mean_of([network.capability_heads[name] for name in network.spec.capabilities])
-    reports = {GLOBAL_GROUP: train_aggregator(shared, fit, calibration, **options)}
+    reports = {GLOBAL_GROUP: train_aggregator(shared, fit, calibration, label="phase 3: aggregator global", **options)}
     for category in network.spec.aggregators:
         if category == GLOBAL_GROUP:
             continue
@@ -349,7 +456,7 @@ def _fit_aggregators(network: RewardNetwork, fit: StatePairs, fit_categories: li
         aggregator.load_state_dict(shared.state_dict())
         own_fit = fit.subset([i for i, name in enumerate(fit_categories) if name == category])
         own_cal = calibration.subset([i for i, name in enumerate(cal_categories) if name == category])
-        reports[category] = train_aggregator(aggregator, own_fit, own_cal, **options)
+        reports[category] = train_aggregator(aggregator, own_fit, own_cal, label=f"phase 3: aggregator {category}", **options)
     return reports
 
 
@@ -375,7 +482,7 @@ def _capability_accuracy(network: RewardNetwork, tokenizer: Any, pairs: Sequence
                          args: RewardTrainingArgs) -> dict[str, dict[str, Any]]:
     """Each adapter's head against the phase-1 head on the eval file's pairs of its capability."""
     result = {}
-    for capability in args.capabilities:
+    for capability in network.spec.capabilities:
         own = _sample([p for p in pairs if p.capability == capability], args.max_eval_pairs, args.seed)
         if not own:
             continue

@@ -180,7 +180,7 @@ class RewardModel:
             return []
         labels = self.resolve_categories(prompts, categories)
         states = pooled_states(
-            self.network, self.tokenizer, prompts, responses, self.spec.capabilities, batch_size=self.batch_size
+            self.network, self.tokenizer, prompts, responses, self.spec.state_sources, batch_size=self.batch_size
         )  # (N, K, H)
         per_capability = self.network.capability_rewards(states)  # (N, K)
         rewards = self.network.aggregate(states, [self.spec.group_of(label) for label in labels])  # (N,)

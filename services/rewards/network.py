@@ -28,19 +28,16 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from services.rewards.spec import GLOBAL_GROUP, NEWLINE_MARKER, RewardModelSpec
-
-
-def visible_layout(text: str) -> str:
-    """The text with every line break written as a ``¶`` token the encoder can see."""
-    return text.replace("\r\n", "\n").replace("\n", f" {NEWLINE_MARKER} ")
+from services.rewards.spec import GLOBAL_GROUP, RewardModelSpec
+from services.rewards.truncation import fit_prompts, visible_layout
 
 
 def encode_pairs(tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], max_length: int) -> dict[str, torch.Tensor]:
     """Tokenise (prompt, response) pairs as BERT sentence pairs, padded to the longest.
 
-    ``longest_first`` truncation trims whichever side is longer, so a long prompt cannot push
-    the response (what is being judged) out of the window entirely.
+    Prompts are expected already fitted (:func:`services.rewards.truncation.fit_prompts`, which
+    drops the oldest turns); ``longest_first`` is the backstop that cuts a response longer than
+    the window at its end.
     """
     return tokenizer(
         [visible_layout(text) for text in prompts],
@@ -112,20 +109,25 @@ class RewardNetwork(nn.Module):
             target_modules=list(spec.lora.target_modules),
             bias="none",
         )
-        first, *rest = spec.capabilities
-        self.encoder = get_peft_model(encoder, lora, adapter_name=first)
-        for name in rest:
-            self.encoder.add_adapter(name, lora)
+        self.encoder = encoder
+        if spec.capabilities:
+            first, *rest = spec.capabilities
+            self.encoder = get_peft_model(encoder, lora, adapter_name=first)
+            for name in rest:
+                self.encoder.add_adapter(name, lora)
         self.value_head = nn.Linear(hidden, 1)
         self.capability_heads = nn.ModuleDict({name: nn.Linear(hidden, 1) for name in spec.capabilities})
         self.aggregators = nn.ModuleDict(
-            {name: Aggregator(len(spec.capabilities), hidden) for name in spec.aggregators}
+            {name: Aggregator(len(spec.state_sources), hidden) for name in spec.aggregators}
         )
 
     @contextlib.contextmanager
     def adapter(self, name: str | None) -> Iterator[None]:
         """Run the encoder with one capability adapter, or with none (``None``: the phase-1 model)."""
         if name is None:
+            if not self.spec.capabilities:  # a plain encoder: nothing to disable
+                yield
+                return
             with self.encoder.disable_adapter():
                 yield
             return
@@ -146,6 +148,8 @@ class RewardNetwork(nn.Module):
 
     def capability_rewards(self, states: torch.Tensor) -> torch.Tensor:
         """Each capability head on its own adapter's state: ``(B, K, H) -> (B, K)``."""
+        if not self.spec.capabilities:
+            return states.new_zeros(states.shape[0], 0)
         columns = [self.capability_heads[name](states[:, index]) for index, name in enumerate(self.spec.capabilities)]
         return torch.cat(columns, dim=1)
 
@@ -172,13 +176,15 @@ def pooled_states(
     """Pooled states of every pair under each adapter: ``(N, len(adapters), H)``.
 
     Adapters are the outer loop, so the active adapter changes once per adapter, not per
-    batch. Repeated (prompt, response) pairs are encoded once (preference files repeat the
-    chosen answer in every pair of a prompt), and pairs are sorted by length so each batch
-    pads little.
+    batch. Each prompt is fitted to the window once against all of its responses, so they are
+    all read with the same context. Repeated (prompt, response) pairs are encoded once
+    (preference files repeat the chosen answer in every pair of a prompt), and pairs are sorted
+    by length so each batch pads little.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    keys = list(zip(prompts, responses))
+    fitted = [fit.text for fit in fit_prompts(tokenizer, prompts, responses, network.spec.max_length)]
+    keys = list(zip(fitted, responses))
     unique = list(dict.fromkeys(keys))
     position = {key: index for index, key in enumerate(unique)}
     order = sorted(range(len(unique)), key=lambda index: len(unique[index][0]) + len(unique[index][1]))

@@ -34,7 +34,11 @@ class RewardModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    capabilities: tuple[str, ...] = Field(DEFAULT_CAPABILITIES, min_length=1, description="One LoRA adapter each.")
+    capabilities: tuple[str, ...] = Field(
+        DEFAULT_CAPABILITIES,
+        description="One LoRA adapter each; none when the training data had no capability labels, and the "
+        "aggregators then read the phase-1 encoder state.",
+    )
     categories: tuple[str, ...] = Field(DEFAULT_CATEGORIES, min_length=1, description="Taxonomy of the outer layer.")
     aggregators: tuple[str, ...] = Field(
         (GLOBAL_GROUP,), description="Groups with an aggregator of their own; always includes 'global'."
@@ -61,6 +65,12 @@ class RewardModelSpec(BaseModel):
         if unknown:
             raise ValueError(f"aggregators {unknown} are not categories of the taxonomy {list(self.categories)}")
         return self
+
+    @property
+    def state_sources(self) -> tuple[str | None, ...]:
+        """What the aggregators read, in order: each capability adapter's state, or (without
+        capabilities) the phase-1 encoder's alone (``None``: no adapter)."""
+        return self.capabilities or (None,)
 
     def group_of(self, category: str | None) -> str:
         """The aggregator that scores a category: its own if it has one, else the global one."""

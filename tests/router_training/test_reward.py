@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH, DataError, read_pairs
+from router_training.reward.data import HELDOUT_PATH, TRAIN_PATH, DataError, load_pairs, read_pairs
 from router_training.reward.seed_data import SPLIT_FILES, read_answers, write_seed_data
 from router_training.reward.train import METRIC_KEYS, RewardTrainingArgs, train_reward_model
 from services.artifacts import ArtifactError
@@ -67,6 +68,34 @@ def test_bad_rows_are_refused_with_file_and_line(tmp_path: Path, row: Any, match
     with pytest.raises(DataError, match=match) as error:
         read_pairs(path)
     assert f"{path}:2:" in str(error.value)
+
+
+def test_skip_invalid_counts_and_skips_exactly_the_bad_rows(tmp_path: Path) -> None:
+    empty = {**GOOD, "chosen": " "}
+    differing = {"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: c\n\nAssistant: d"}
+    rows: list[Any] = [GOOD, empty, GOOD, differing, '{"prompt": ', *[empty] * 6, GOOD, {**GOOD, "rejected": GOOD["chosen"]}]
+    path = write_lines(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError, match=f"{path}:2: 'chosen' is empty"):
+        load_pairs(path)  # strict unless asked: the first bad row stops the read
+
+    loaded = load_pairs(path, max_skipped_share=0.9)
+    assert [pair.where for pair in loaded.pairs] == [f"{path}:{line}" for line in (1, 3, 12)], "exactly the good rows"
+    assert loaded.skipped.as_dict() == {
+        "rows": 13, "skipped": 10, "share": round(10 / 13, 4),
+        "by_reason": {
+            "different_prompts": {"count": 1, "example_lines": [4]},
+            "empty_response": {"count": 7, "example_lines": [2, 6, 7, 8, 9]},  # five examples at most
+            "not_json": {"count": 1, "example_lines": [5]},
+            "same_responses": {"count": 1, "example_lines": [13]},
+        },
+    }
+
+
+def test_skipping_more_than_the_allowed_share_stops_the_read(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "pairs.jsonl", [GOOD] * 7 + [{**GOOD, "chosen": ""}] * 3)
+    assert len(load_pairs(path, max_skipped_share=0.3).pairs) == 7
+    with pytest.raises(DataError, match=r"3 of 10 rows are invalid \(30%: empty_response 3\), more than the 20%"):
+        load_pairs(path, max_skipped_share=0.2)
 
 
 # --- seed data -----------------------------------------------------------------------------
@@ -190,4 +219,64 @@ def test_bad_training_data_stops_the_job_before_training(tmp_path: Path) -> None
     bad = write_lines(tmp_path / "bad.jsonl", [GOOD, {**GOOD, "capability": "politeness"}])
     with pytest.raises(DataError, match=f"{bad}:2: unknown capability"):
         train_reward_model(tmp_path / "out", RewardTrainingArgs.quick(), train_path=bad)
+    assert not (tmp_path / "out").exists()
+
+
+# --- real-world transcripts: faults, long dialogues, a time budget ----------------------------
+
+
+def test_real_transcripts_with_faults_train_within_a_budget_of_seconds(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """One short real run on HH-style transcripts (the stand-in generator's, faults included):
+    ``--skip-invalid`` skips exactly the faulty rows and says so, long dialogues are cut and
+    counted, and a budget of seconds stops phase 1 with a model that loads and scores."""
+    from router_training.reward.standin import StandinSettings, write_standin
+    from services.rewards.model import RewardModel
+
+    summary = write_standin(tmp_path / "data", StandinSettings(train_pairs=200, heldout_pairs=60, seed=1))
+    hparams = write_lines(tmp_path / "hparams.json", [
+        {"verifiable_pairs": False, "max_eval_pairs": 24, "phase1": {"epochs": 5, "learning_rate": 1e-4}}
+    ])
+    out = tmp_path / "model"
+    args = cli(
+        "train", "reward", "--data", str(tmp_path / "data" / "train.jsonl"), "--eval-data", str(tmp_path / "data" / "heldout.jsonl"),
+        "--skip-invalid", "--max-minutes", "0.2", "--hparams", str(hparams), "--out", str(out),
+    )
+    assert args.run(args) == 0
+    printed = capfd.readouterr()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split, name in (("train", "train"), ("eval", "heldout")):
+        faults = summary["files"][name]["faults"]
+        skipped = metrics["skipped"][split]
+        assert skipped["skipped"] == sum(fault["count"] for fault in faults.values()) > 0
+        assert skipped["by_reason"] == {
+            reason: {"count": fault["count"], "example_lines": sorted(fault["lines"])[:5]}
+            for reason, fault in faults.items() if fault["count"]
+        }, "exactly the generator's faulty rows, by reason, with their first lines"
+    assert "skipped" in printed.out and "e.g. lines" in printed.out
+    assert metrics["truncated"]["train"]["prompt_turns_dropped"] > 0, "long dialogues lose their oldest turns"
+
+    assert metrics["stopped_early"] == {"max_minutes": 0.2, "in": "phase1"}
+    phase1 = json.loads((out / "manifest.json").read_text())["metrics"]["phase1"]
+    assert phase1["stopped_by_deadline"] and 0 < phase1["steps"] < phase1["planned_steps"]
+    assert "stopped early" in printed.out
+    assert "phase 1: encoder and value head" in printed.err
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, +[\d.]+s?/?(step|s)", printed.err), "a bar with elapsed and remaining time"
+
+    assert metrics["capabilities_trained"] == [] and metrics["capabilities_without_data"] == list(DEFAULT_CAPABILITIES)
+    model = RewardModel.load(out)
+    [score] = model.score(["Human: How do I keep basil alive indoors?"], ["Give it a sunny window and water it when the soil is dry."])
+    assert score.capabilities == {} and isinstance(score.reward, float), "no adapters: the aggregator reads the phase-1 state"
+
+
+def test_more_invalid_rows_than_the_allowed_share_stop_the_job(tmp_path: Path) -> None:
+    from router_training.reward.standin import StandinSettings, write_standin
+
+    write_standin(tmp_path / "data", StandinSettings(train_pairs=100, heldout_pairs=20, seed=2))
+    strict_share = RewardTrainingArgs.quick().model_copy(update={"skip_invalid": True, "max_skipped_share": 0.01})
+    with pytest.raises(DataError, match=r"rows are invalid .* more than the 1% that skipping allows"):
+        train_reward_model(tmp_path / "out", strict_share, train_path=tmp_path / "data" / "train.jsonl",
+                           eval_path=tmp_path / "data" / "heldout.jsonl")
     assert not (tmp_path / "out").exists()
