@@ -119,8 +119,11 @@ def head_rewards(
     return rewards[: len(pairs)], rewards[len(pairs) :]
 
 
-def length_grouped_batches(pairs: Sequence[PreferencePair], batch_size: int, rng: random.Random) -> list[list[PreferencePair]]:
-    """One epoch of batches, each of pairs of similar length, in random order.
+def length_grouped_batches(
+    pairs: Sequence[PreferencePair], batch_size: int, rng: random.Random, grouped: bool = True
+) -> list[list[PreferencePair]]:
+    """One epoch of batches, each of pairs of similar length, in random order (``grouped=False``:
+    batches of random pairs).
 
     A batch pads to its longest sequence, so random batches of real transcripts, a few long
     among many short, spend most of their work on padding. The pairs are shuffled, sorted by
@@ -132,7 +135,9 @@ def length_grouped_batches(pairs: Sequence[PreferencePair], batch_size: int, rng
     window = batch_size * LENGTH_WINDOW_BATCHES
     batches: list[list[PreferencePair]] = []
     for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=_pair_length)
+        chunk = order[start : start + window]
+        if grouped:
+            chunk.sort(key=_pair_length)
         batches += [chunk[index : index + batch_size] for index in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
@@ -168,6 +173,7 @@ def train_value_head(
     evaluate_start: bool = True,
     deadline: Deadline = NO_DEADLINE,
     label: str = "value head",
+    group_by_length: bool = True,
 ) -> PhaseReport:
     """Fit ``head`` (and whatever ``groups`` hold) on ``fit`` pairs; keep the best calibration state."""
     started = time.perf_counter()
@@ -194,7 +200,7 @@ def train_value_head(
     with tqdm(total=total, desc=label, unit="step") as progress:
         for step in range(1, total + 1):
             if not batches:
-                batches = length_grouped_batches(fit, batch_size, rng)
+                batches = length_grouped_batches(fit, batch_size, rng, group_by_length)
             batch_pairs = batches.pop()
             batch = encode_pairs(
                 tokenizer,

@@ -88,6 +88,9 @@ class PhaseSettings(BaseModel):
     learning_rate: float = Field(gt=0, description="Encoder (phase 1) or LoRA (phase 2) learning rate.")
     head_learning_rate: float = Field(1e-3, gt=0, description="Value-head learning rate.")
     weight_decay: float = Field(0.01, ge=0)
+    group_by_length: bool = Field(
+        True, description="Batches of pairs of similar length (less padding); false: batches of random pairs."
+    )
 
 
 class AggregatorSettings(BaseModel):
@@ -424,7 +427,7 @@ def _run_head(network: RewardNetwork, tokenizer: Any, fit: list[PreferencePair],
         epochs=settings.epochs * steps["epochs_scale"], batch_size=settings.batch_size, max_steps=steps["max_steps"],
         weight_decay=settings.weight_decay, rng=steps["rng"], inference_batch_size=steps["inference_batch_size"],
         evaluate_start=adapter is not None,  # phase 2 may keep the phase-1 model; phase 1 starts from a random head
-        deadline=steps["deadline"], label=label,
+        deadline=steps["deadline"], label=label, group_by_length=settings.group_by_length,
     )
 
 
