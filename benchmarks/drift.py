@@ -9,7 +9,9 @@
    drifts, and RandomRBF with moderate and fast centroid drift.
 2. Routing drift simulation (``_routing_drift_sim``): three LLM experts, eight categories; at
    event T the best expert of two categories changes. The static router's regret next to the
-   online learner's, and the events the learner needs to recover.
+   online learner's, and the events the learner needs to recover; the same for a contextual
+   bandit (river's LinUCB) beside it, under clean, noisy (10% of outcomes flipped), sparse (5% of
+   requests) and delayed (200 events) feedback.
 
 Writes ``DIR/drift.json``, ``DIR/drift_series.json`` and ``DIR/routing_drift.png``. Full mode
 uses 100k instances per stream; ``--quick`` uses 20k.
@@ -41,9 +43,9 @@ from services.learner.driftmoe import DriftMoE
 from services.learner.river_adapter import DriftMoEClassifier
 
 try:  # run as a script (benchmarks/ on sys.path, as `coe bench` does)
-    from _routing_drift_sim import RoutingSimResult, plot_routing_sim, run_routing_sim
+    from _routing_drift_sim import FEEDBACK_MODES, POLICIES, RoutingSimResult, plot_routing_sim, run_routing_sim
 except ModuleNotFoundError:  # imported as benchmarks.drift from the project root
-    from benchmarks._routing_drift_sim import RoutingSimResult, plot_routing_sim, run_routing_sim
+    from benchmarks._routing_drift_sim import FEEDBACK_MODES, POLICIES, RoutingSimResult, plot_routing_sim, run_routing_sim
 
 STREAMS = ("sea_abrupt", "sea_gradual", "led_abrupt", "led_gradual", "rbf_moderate", "rbf_fast")
 FULL_INSTANCES = 100_000
@@ -132,8 +134,8 @@ def run_stream(name: str, n_instances: int, seed: int) -> dict[str, float]:
     return accuracy | per_second
 
 
-def run_sim(quick: bool, seed: int) -> RoutingSimResult:
-    return run_routing_sim(quick=quick, seed=seed, bar_position=_bar_position)
+def run_sim(quick: bool, seed: int, policy: str = "driftmoe", feedback: str = "clean") -> RoutingSimResult:
+    return run_routing_sim(quick=quick, seed=seed, bar_position=_bar_position, policy=policy, feedback=FEEDBACK_MODES[feedback])
 
 
 def _cost_rank(name: str) -> int:
@@ -193,20 +195,28 @@ def run_drift_benchmark(out: Path, quick: bool, seed: int = 42, jobs: int | None
         raise ValueError(f"instances must be at least 400 (four concepts of 100), got {n_instances}")
     # Slowest first (LED's 24 features make river's naive Bayes leaves the costliest), so jobs end together.
     tasks = {name: functools.partial(run_stream, name, n_instances, seed) for name in sorted(STREAMS, key=_cost_rank)}
-    tasks["routing_sim"] = functools.partial(run_sim, quick=quick, seed=seed)
+    for policy in POLICIES:
+        for mode in FEEDBACK_MODES:
+            tasks[f"routing_sim:{policy}:{mode}"] = functools.partial(run_sim, quick=quick, seed=seed, policy=policy, feedback=mode)
     started = time.perf_counter()
     results = run_tasks(tasks, jobs)
     elapsed = time.perf_counter() - started
-    sim: RoutingSimResult = results["routing_sim"]
+    sim: RoutingSimResult = results["routing_sim:driftmoe:clean"]
+    bandit: RoutingSimResult = results["routing_sim:bandit:clean"]
     streams = {name: results[name] for name in STREAMS}
+    feedback = {mode: {policy: results[f"routing_sim:{policy}:{mode}"].figures() for policy in POLICIES} for mode in FEEDBACK_MODES}
     summary: dict[str, Any] = {
         "streams": streams,
-        "routing_sim": {"recovery_events": sim.recovery_events, "static_regret": sim.static_regret, "online_regret": sim.online_regret},
+        "routing_sim": {
+            "recovery_events": sim.recovery_events, "static_regret": sim.static_regret, "online_regret": sim.online_regret,
+            "bandit_recovery_events": bandit.recovery_events, "feedback": feedback,
+        },
     }
     write_json_atomically(out / "drift.json", summary)
-    write_json_atomically(out / "drift_series.json", sim.series())
-    plot_routing_sim(sim, out / "routing_drift.png")
+    write_json_atomically(out / "drift_series.json", {**sim.series(), "bandit_regret": bandit.series()["online_regret"]})
+    plot_routing_sim(sim, out / "routing_drift.png", bandit=bandit)
     print(format_table(streams, sim, n_instances))
+    print(format_feedback(feedback))
     print(f"\n{elapsed:.0f} s with {jobs} job(s); wrote {out / 'drift.json'}, {out / 'drift_series.json'} and {out / 'routing_drift.png'}")
     return summary
 
@@ -243,6 +253,19 @@ def format_table(streams: dict[str, dict[str, float]], sim: RoutingSimResult, n_
         f"online recovery to regret <= {sim.recovery_threshold:.2f}: {recovery} (staying there to the end: {sustained})",
         f"drifts ADWIN detected in the online learner: {sim.drifts_detected}",
     ]
+    return "\n".join(lines)
+
+
+def format_feedback(feedback: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Recovery (events after T to regret <= 0.10) and regret before T, per feedback mode and policy."""
+    lines = ["\nrouting sim under realistic feedback: recovery events (sustained) / regret before T / at the end"]
+    for mode, row in feedback.items():
+        cells = [
+            f"{policy} {figures['recovery_events']} ({figures['sustained_recovery_events']}) / "
+            f"{figures['pre_drift_regret']:.2f} / {figures['final_regret']:.2f}"
+            for policy, figures in row.items()
+        ]
+        lines.append(f"{mode:<13}" + "   ".join(cells))
     return "\n".join(lines)
 
 
