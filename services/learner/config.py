@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -44,6 +45,18 @@ class DriftMoESettings(BaseModel):
         0.99, gt=0, lt=1, description="Decay of each tree's running accuracy, which picks the tree a drift resets."
     )
     seed: int = Field(0, description="Seeds the router's initialisation and dropout.")
+    # Beyond the paper: on streams of tens of thousands of events, not its million, the trees of
+    # the paper's settings never grow past one leaf and never forget a concept (docs/learner.md).
+    tree_poisson_lambda: float | None = Field(
+        None, gt=0, description="Weight each event a tree learns by a Poisson(λ) draw, as online bagging does; None: weight 1."
+    )
+    tree_drift_delta: float | None = Field(
+        None, gt=0, lt=1,
+        description="An ADWIN per tree on its own error; when it rises, that tree is reset. None: no per-tree detectors.",
+    )
+    prediction: Literal["top1", "topk"] = Field(
+        "top1", description="Serve the top-1 tree's prediction (the paper), or the router-weighted vote of the top-k trees."
+    )
 
     @model_validator(mode="after")
     def _check_top_k(self) -> DriftMoESettings:

@@ -12,6 +12,12 @@ handled test-then-train:
 5. only the top-k trees by ``w`` learn the event, so trees specialise in the regions the router
    sends them.
 
+Three settings go beyond the paper, for streams far shorter than its million events
+(``docs/learner.md``): ``tree_poisson_lambda`` weights each event a tree learns by a Poisson draw
+(online bagging, so trees grow sooner and differ); ``tree_drift_delta`` gives every tree an ADWIN
+on its own error and resets the tree whose error rose; ``prediction: topk`` serves the
+router-weighted vote of the top-k trees instead of the top-1 tree's answer.
+
 Negative feedback without a label (``learn_negative``) trains the router only: it knows which
 answer was wrong, not which one would have been right, so the trees have nothing to learn.
 """
@@ -102,6 +108,8 @@ class DriftMoE:
         self.tree_instances = np.zeros(self.settings.n_trees, dtype=np.int64)  # events each tree has learned
         self.tree_accuracy = np.zeros(self.settings.n_trees)  # running accuracy, picks the tree a drift resets
         self.adwin = drift.ADWIN(delta=self.settings.adwin_delta) if self.settings.use_adwin else None
+        self.tree_detectors = self._new_detectors()
+        self._bagging = np.random.default_rng(self.settings.seed)
         self.drifts_detected = 0
         self.error_drops_seen = 0  # changes ADWIN flagged where the error fell: not drifts, nothing reset
         self.tree_resets = 0
@@ -113,14 +121,12 @@ class DriftMoE:
     # ---- inference -------------------------------------------------------------------------
 
     def predict_one(self, x: np.ndarray) -> Hashable | None:
-        """The top-1 tree's prediction; None before any class is known."""
-        scored = self._score(x)
-        return scored.tree_predictions[scored.top1]
+        """The served prediction (top-1 tree, or the top-k vote); None before any class is known."""
+        return self._prediction(self._score(x))
 
     def predict_proba_one(self, x: np.ndarray) -> dict[Hashable, float]:
-        """The top-1 tree's class distribution, so that its argmax is ``predict_one``'s answer."""
-        scored = self._score(x)
-        return dict(scored.tree_probas[scored.top1])
+        """The served class distribution, so that its argmax is ``predict_one``'s answer."""
+        return self._served_probas(self._score(x))
 
     def router_weights(self, x: np.ndarray) -> np.ndarray:
         """``w = softmax(logits / T)`` over the trees, shape (E,)."""
@@ -134,16 +140,20 @@ class DriftMoE:
         scored = self._score(x)  # before y joins the classes: the prediction is the one a caller would have got
         if y not in self.classes:
             self.classes.append(y)
-        correct = scored.tree_predictions[scored.top1] == y
+        correct = self._prediction(scored) == y
         mask = correctness_mask(scored.tree_predictions, [probas.get(y, 0.0) for probas in scored.tree_probas], y)
         self._enqueue(scored.vector, targets=mask, loss_mask=np.ones_like(mask))
         features = self._tree_features(scored.vector)
-        for index in np.argsort(-scored.weights, kind="stable")[: self.settings.top_k]:
-            self.trees[index].learn_one(features, y)
-            self.tree_instances[index] += 1
+        for index in self._top_k(scored):
+            weight = 1 if self.settings.tree_poisson_lambda is None else int(self._bagging.poisson(self.settings.tree_poisson_lambda))
+            if weight:
+                self.trees[index].learn_one(features, y, w=weight)
+                self.tree_instances[index] += 1
         hits = np.array([prediction == y for prediction in scored.tree_predictions], dtype=np.float64)
         decay = self.settings.accuracy_decay
         self.tree_accuracy = decay * self.tree_accuracy + (1 - decay) * hits
+        if self.tree_detectors is not None:
+            self._watch_trees(hits)
         self._last = None
         if self.adwin is not None:
             self._watch_error(0.0 if correct else 1.0)
@@ -170,6 +180,8 @@ class DriftMoE:
             raise ValueError(f"tree index {index} is out of range; the learner has {len(self.trees)} trees")
         self.trees[index] = self._new_tree()
         self.tree_instances[index] = 0
+        if self.tree_detectors is not None:
+            self.tree_detectors[index] = drift.ADWIN(delta=self.settings.tree_drift_delta)
         # Start from the others' mean: a fresh tree at 0 would be the "worst" again at the next drift.
         others = np.delete(self.tree_accuracy, index)
         self.tree_accuracy[index] = float(others.mean()) if others.size else 0.0
@@ -208,7 +220,7 @@ class DriftMoE:
 
     def river_parts(self) -> dict[str, Any]:
         """The river objects (trees and ADWIN): only pickle saves them, so they go in the signed pickle."""
-        return {"trees": self.trees, "adwin": self.adwin}
+        return {"trees": self.trees, "adwin": self.adwin, "tree_detectors": self.tree_detectors}
 
     def plain_state(self) -> dict[str, Any]:
         """Everything else, as JSON: classes, counters, running accuracies and the router's buffer."""
@@ -254,6 +266,9 @@ class DriftMoE:
         learner.adwin = river_parts["adwin"] if settings.use_adwin else None
         if settings.use_adwin and learner.adwin is None:
             learner.adwin = drift.ADWIN(delta=settings.adwin_delta)
+        detectors = river_parts.get("tree_detectors")  # absent from checkpoints made before per-tree detectors
+        if settings.tree_drift_delta is not None and detectors is not None and len(detectors) == settings.n_trees:
+            learner.tree_detectors = list(detectors)
         learner.tree_instances = np.asarray(plain["tree_instances"], dtype=np.int64)
         learner.tree_accuracy = np.asarray(plain["tree_accuracy"], dtype=np.float64)
         for counter in ("drifts_detected", "error_drops_seen", "tree_resets", "router_steps", "last_router_loss"):
@@ -265,6 +280,45 @@ class DriftMoE:
         return learner
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _new_detectors(self) -> list[drift.ADWIN] | None:
+        delta = self.settings.tree_drift_delta
+        return None if delta is None else [drift.ADWIN(delta=delta) for _ in range(self.settings.n_trees)]
+
+    def _top_k(self, scored: _Scored) -> np.ndarray:
+        return np.argsort(-scored.weights, kind="stable")[: self.settings.top_k]
+
+    def _served_probas(self, scored: _Scored) -> dict[Hashable, float]:
+        if self.settings.prediction == "top1":
+            return dict(scored.tree_probas[scored.top1])
+        chosen = self._top_k(scored)
+        total = float(scored.weights[chosen].sum()) or 1.0
+        vote: dict[Hashable, float] = dict.fromkeys(self.classes, 0.0)
+        for index in chosen:
+            for label, probability in scored.tree_probas[index].items():
+                vote[label] += float(scored.weights[index]) * probability / total
+        return vote
+
+    def _prediction(self, scored: _Scored) -> Hashable | None:
+        if self.settings.prediction == "top1":
+            return scored.tree_predictions[scored.top1]
+        return self._argmax(self._served_probas(scored))
+
+    def _watch_trees(self, hits: np.ndarray) -> None:
+        """Each tree's ADWIN on its own 0/1 error; a tree whose error rose is reset.
+
+        A tree that has learned nothing yet is skipped: its error says nothing about a drift,
+        and resetting it would only count a reset.
+        """
+        assert self.tree_detectors is not None
+        for index, detector in enumerate(self.tree_detectors):
+            if self.tree_instances[index] == 0:
+                continue
+            error_before = detector.estimation
+            detector.update(1.0 - hits[index])
+            if detector.drift_detected and detector.estimation > error_before:
+                logger.debug("DriftMoE: tree %d's error rose to %.3f; resetting it", index, detector.estimation)
+                self.reset_tree(index)
 
     def _new_tree(self) -> tree.HoeffdingTreeClassifier:
         return tree.HoeffdingTreeClassifier(grace_period=self.settings.grace_period, delta=self.settings.split_confidence)

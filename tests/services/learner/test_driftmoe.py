@@ -183,3 +183,56 @@ def test_river_adapter_reads_dicts_in_a_fixed_key_order() -> None:
     assert model.learner is not None and model.learner.n_features == 2
     assert model._vector({"a": 1.0, "b": 2.0}).tolist() == [2.0, 1.0]
     assert model._vector({"a": 1.0}).tolist() == [0.0, 1.0]
+
+
+# --- the stream settings beyond the paper (docs/learner.md) ----------------------------------
+
+STREAM_SETTINGS = DriftMoESettings(
+    n_trees=6, top_k=2, batch_size=32, split_confidence=0.01, tree_poisson_lambda=6.0, tree_drift_delta=0.001,
+    prediction="topk", seed=4,
+)
+
+
+def prequential(learner: DriftMoE, events: list[tuple[np.ndarray, str]]) -> float:
+    return sum(learner.learn_one(x, y) for x, y in events) / len(events)
+
+
+def test_per_tree_detectors_reset_the_trees_a_flip_made_wrong_and_the_learner_recovers() -> None:
+    paper = DriftMoE(2, STREAM_SETTINGS.model_copy(update={"tree_drift_delta": None}))
+    detecting = DriftMoE(2, STREAM_SETTINGS)
+    for learner in (paper, detecting):
+        prequential(learner, threshold_stream(4000, seed=20))
+    assert detecting.tree_resets == 0, "no reset while the concept holds"
+    flipped = threshold_stream(500, seed=21, flipped=True)
+    after = {name: prequential(learner, flipped) for name, learner in (("paper", paper), ("detecting", detecting))}
+    assert detecting.tree_resets >= 1 and paper.tree_resets == 0
+    # Leaves that counted 4,000 events of the old concept outvote the new one for a while; a reset tree does not.
+    assert after["detecting"] > after["paper"] + 0.03, f"forgetting the old concept is what recovers sooner: {after}"
+
+
+def test_poisson_weights_skip_some_events_and_grow_trees_that_differ() -> None:
+    # λ = 1 here, so that a weight of 0 (an event the tree does not learn) is common: e^-1 of the draws.
+    learner = DriftMoE(2, STREAM_SETTINGS.model_copy(update={"tree_drift_delta": None, "top_k": 6, "tree_poisson_lambda": 1.0}))
+    prequential(learner, threshold_stream(300, seed=22))
+    assert 120 < learner.tree_instances.min() and learner.tree_instances.max() < 240, learner.tree_instances
+    probe = {0: 0.52, 1: 0.5}
+    assert len({str(member.predict_proba_one(probe)) for member in learner.trees}) > 1, "bagged trees differ"
+
+
+def test_the_top_k_vote_is_a_distribution_whose_argmax_is_served() -> None:
+    learner = DriftMoE(2, STREAM_SETTINGS, classes=["high", "low"])
+    prequential(learner, threshold_stream(400, seed=23))
+    for x, _ in threshold_stream(20, seed=24):
+        probas = learner.predict_proba_one(x)
+        assert sum(probas.values()) == pytest.approx(1.0)
+        assert learner.predict_one(x) == max(probas, key=probas.__getitem__)
+
+
+def test_per_tree_detectors_survive_a_checkpoint() -> None:
+    learner = DriftMoE(2, STREAM_SETTINGS)
+    prequential(learner, threshold_stream(200, seed=25))
+    parts = pickle.loads(pickle.dumps(learner.river_parts()))
+    restored = DriftMoE.restore(2, STREAM_SETTINGS, learner.tensors(), parts, learner.plain_state())
+    assert restored.tree_detectors is not None
+    assert [d.n_detections for d in restored.tree_detectors] == [d.n_detections for d in learner.tree_detectors]
+    assert [d.width for d in restored.tree_detectors] == [d.width for d in learner.tree_detectors]
