@@ -6,7 +6,7 @@ expert of two categories changes.
 
 - The **static router** classifies the category (nearest centroid, as a trained stage-1
   classifier would) and looks the expert up in the table it was built with; it never learns.
-- The **online learner** (DriftMoE with ADWIN) serves its own prediction and learns from the
+- The **online learner** (DriftMoE with the serving learner's settings, ``routing_driftmoe_defaults``) serves its own prediction and learns from the
   labels a shadow evaluation gives: the served expert and one other are answered and scored
   with a noisy reward (the true quality plus Gaussian noise), and the higher one is the label.
 - The **contextual bandit** (river's ``LinUCBDisjoint``: one Bayesian linear regression per
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from services.learner.config import DriftMoESettings
+from services.learner.config import routing_driftmoe_defaults
 from services.learner.driftmoe import DriftMoE
 
 EXPERTS = ("expert-a", "expert-b", "expert-c")
@@ -78,7 +78,7 @@ class DriftMoEPolicy:
     name = "driftmoe"
 
     def __init__(self, seed: int) -> None:
-        self._learner = DriftMoE(N_FEATURES, DriftMoESettings(batch_size=32, use_adwin=True, seed=seed), classes=EXPERTS)
+        self._learner = DriftMoE(N_FEATURES, routing_driftmoe_defaults().model_copy(update={"seed": seed}), classes=EXPERTS)
 
     @property
     def drifts_detected(self) -> int:
