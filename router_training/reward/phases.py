@@ -26,7 +26,6 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from tqdm.auto import tqdm
 
 from router_training.reward.data import PreferencePair
@@ -143,6 +142,12 @@ def length_grouped_batches(
     return batches
 
 
+def batches_per_epoch(pairs: int, batch_size: int) -> int:
+    """How many batches :func:`length_grouped_batches` makes of ``pairs`` pairs (one short batch per window)."""
+    window = batch_size * LENGTH_WINDOW_BATCHES
+    return sum(math.ceil(min(window, pairs - start) / batch_size) for start in range(0, pairs, window))
+
+
 def _pair_length(pair: PreferencePair) -> int:
     return len(pair.prompt) + max(len(pair.chosen), len(pair.rejected))
 
@@ -182,8 +187,7 @@ def train_value_head(
     if not fit or not params:
         report.seconds = time.perf_counter() - started
         return report
-    window = batch_size * LENGTH_WINDOW_BATCHES
-    steps_per_epoch = sum(math.ceil(min(window, len(fit) - start) / batch_size) for start in range(0, len(fit), window))
+    steps_per_epoch = batches_per_epoch(len(fit), batch_size)
     total = max(1, math.ceil(epochs * steps_per_epoch))
     if max_steps is not None:
         total = min(total, max_steps)
