@@ -1,11 +1,13 @@
 """Routing drift simulation: does the online learner notice that an LLM expert got better?
 
 Three LLM experts, eight request categories and a ground-truth quality table. A request's
-routing features are its category's centroid in d = 16 plus Gaussian noise. At event T the best
-expert of two categories changes.
+embedding is its category's centroid in d = 16 plus Gaussian noise; the stage-1 classifier's
+category probabilities are the posterior of those Gaussians. The learners see both, as the
+serving learner does (``services/learner/features.py``: a projection of the embedding, then the
+stage-1 probabilities). At event T the best expert of two categories changes.
 
-- The **static router** classifies the category (nearest centroid, as a trained stage-1
-  classifier would) and looks the expert up in the table it was built with; it never learns.
+- The **static router** takes the most probable category (the nearest centroid, as a trained
+  stage-1 classifier would) and looks the expert up in the table it was built with; it never learns.
 - The **online learner** (DriftMoE with the serving learner's settings, ``routing_driftmoe_defaults``) serves its own prediction and learns from the
   labels a shadow evaluation gives: the served expert and one other are answered and scored
   with a noisy reward (the true quality plus Gaussian noise), and the higher one is the label.
@@ -37,7 +39,8 @@ from services.learner.driftmoe import DriftMoE
 
 EXPERTS = ("expert-a", "expert-b", "expert-c")
 N_CATEGORIES = 8
-N_FEATURES = 16
+N_FEATURES = 16  # the projected embedding; the learner's input adds one stage-1 probability per category
+LEARNER_FEATURES = N_FEATURES + N_CATEGORIES
 FEATURE_NOISE = 0.4  # per dimension, around unit-scale centroids
 REWARD_NOISE = 0.1
 DRIFTING_CATEGORIES = (0, 1)
@@ -78,7 +81,7 @@ class DriftMoEPolicy:
     name = "driftmoe"
 
     def __init__(self, seed: int) -> None:
-        self._learner = DriftMoE(N_FEATURES, routing_driftmoe_defaults().model_copy(update={"seed": seed}), classes=EXPERTS)
+        self._learner = DriftMoE(LEARNER_FEATURES, routing_driftmoe_defaults().model_copy(update={"seed": seed}), classes=EXPERTS)
 
     @property
     def drifts_detected(self) -> int:
@@ -175,6 +178,13 @@ def quality_tables(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
+def stage1_probabilities(centroids: np.ndarray, embedding: np.ndarray) -> np.ndarray:
+    """The stage-1 classifier's category probabilities: the posterior of the Gaussian around each centroid."""
+    logits = -np.sum((centroids - embedding) ** 2, axis=1) / (2 * FEATURE_NOISE**2)
+    weights = np.exp(logits - logits.max())
+    return weights / weights.sum()
+
+
 def rolling_mean(misses: np.ndarray, window: int) -> np.ndarray:
     """Mean of every full window: element i covers events i .. i + window - 1."""
     sums = np.cumsum(np.concatenate([[0.0], misses]))
@@ -219,9 +229,11 @@ def run_routing_sim(
             learner.learn(x_then, experts_then, rewards_then)
         quality = before if event < drift_at else after
         category = int(rng.integers(N_CATEGORIES))
-        x = centroids[category] + rng.normal(scale=FEATURE_NOISE, size=N_FEATURES)
+        embedding = centroids[category] + rng.normal(scale=FEATURE_NOISE, size=N_FEATURES)
+        probabilities = stage1_probabilities(centroids, embedding)
+        x = np.concatenate([embedding, probabilities])
         best = int(quality[category].argmax())
-        static_choice = int(static_table[np.linalg.norm(centroids - x, axis=1).argmin()])
+        static_choice = int(static_table[probabilities.argmax()])
         served = learner.choose(x)
         other = int(rng.choice([index for index in range(len(EXPERTS)) if index != served]))
         rewards = quality[category, [served, other]] + rng.normal(scale=REWARD_NOISE, size=2)

@@ -67,8 +67,8 @@ class DriftMoESettings(BaseModel):
 
 def routing_driftmoe_defaults() -> DriftMoESettings:
     """Feedback arrives by the dozen, not the million: fewer trees, small batches, ADWIN on, and a
-    drift detector per tree, which took the routing simulation's recovery after a change of best
-    expert from 701 events to 439 (docs/learner.md)."""
+    drift detector per tree, which shortened the routing simulation's recovery after a change of best
+    expert from 701 events to 439 (docs/learner.md, measured on the embedding alone)."""
     return DriftMoESettings(
         n_trees=6, top_k=2, batch_size=16, grace_period=20, split_confidence=1e-4, use_adwin=True, tree_drift_delta=0.01
     )
