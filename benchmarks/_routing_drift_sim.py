@@ -11,10 +11,11 @@ stage-1 probabilities). At event T the best expert of two categories changes.
 - The **online learner** (DriftMoE with the serving learner's settings, ``routing_driftmoe_defaults``) serves its own prediction and learns from the
   labels a shadow evaluation gives: the served expert and one other are answered and scored
   with a noisy reward (the true quality plus Gaussian noise), and the higher one is the label.
-- The **contextual bandit** (river's ``LinUCBDisjoint``: one Bayesian linear regression per
-  expert over the routing features, with exponential forgetting) serves the expert with the
-  highest upper confidence bound and learns both scored rewards of the same shadow evaluation:
-  the same information the online learner gets, as a reward per expert instead of a winner.
+- The **contextual bandit** (the serving learner's ``learner.policy: linucb``: river's
+  ``LinUCBDisjoint``, one Bayesian linear regression per expert over the routing features, with
+  exponential forgetting) serves the expert with the highest upper confidence bound and learns
+  both scored rewards of the same shadow evaluation, centred on their mean: the same information
+  the online learner gets, as a reward per expert instead of a winner.
 
 **Feedback** (:class:`Feedback`) can be realistic: a share of outcomes flipped (a rater who picks
 the worse answer), feedback on only a share of requests, or feedback that arrives a number of
@@ -34,8 +35,9 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from services.learner.config import routing_driftmoe_defaults
+from services.learner.config import LinUCBSettings, routing_driftmoe_defaults
 from services.learner.driftmoe import DriftMoE
+from services.learner.linucb import LinUCBRouter
 
 EXPERTS = ("expert-a", "expert-b", "expert-c")
 N_CATEGORIES = 8
@@ -95,32 +97,24 @@ class DriftMoEPolicy:
 
 
 class LinUCBPolicy:
-    """river's disjoint LinUCB (a maintained implementation; its docs call it slow, which at
-    three experts and 17 features is 0.1 ms an event), taught each scored expert's reward."""
+    """The serving learner's bandit (``learner.policy: linucb``), taught each scored expert's reward.
+
+    The reward noise is the simulation's own: with river's default precision (a noise of std 1
+    against rewards 0.35-0.85) the forgetting left the regressions close to their prior.
+    """
 
     name = "bandit"
     drifts_detected = 0
 
     def __init__(self, seed: int) -> None:
-        from river import bandit
-
-        # beta is the reward noise's precision: with river's default (1, a noise of std 1 against
-        # rewards 0.35-0.85 apart by 0.3) the forgetting left the regression close to its prior and
-        # the regret before the drift at 0.40; with the simulation's own noise, 0.12.
-        self._policy = bandit.LinUCBDisjoint(alpha=1.0, beta=1 / REWARD_NOISE**2, smoothing=BANDIT_FORGETTING, seed=seed)
-        self._arms = list(range(len(EXPERTS)))
-
-    @staticmethod
-    def _context(x: np.ndarray) -> dict[str, float]:
-        return {"bias": 1.0, **{f"x{index}": float(value) for index, value in enumerate(x)}}
+        settings = LinUCBSettings(reward_noise=REWARD_NOISE, forgetting=BANDIT_FORGETTING, seed=seed)
+        self._router = LinUCBRouter(LEARNER_FEATURES, settings, classes=EXPERTS)
 
     def choose(self, x: np.ndarray) -> int:
-        return int(self._policy.pull(self._arms, context=self._context(x)))
+        return EXPERTS.index(self._router.predict_one(x))
 
     def learn(self, x: np.ndarray, experts: tuple[int, int], rewards: tuple[float, float]) -> None:
-        context = self._context(x)
-        for expert, reward in zip(experts, rewards):
-            self._policy.update(expert, context, reward)
+        self._router.learn_rewards(x, {EXPERTS[expert]: reward for expert, reward in zip(experts, rewards)})
 
 
 POLICIES = {"driftmoe": DriftMoEPolicy, "bandit": LinUCBPolicy}

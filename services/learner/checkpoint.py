@@ -30,8 +30,17 @@ from services.artifacts import (
     verify_artifact,
     write_manifest,
 )
-from services.learner.config import DriftMoESettings
+from services.learner.config import DriftMoESettings, LinUCBSettings
 from services.learner.driftmoe import DriftMoE
+from services.learner.linucb import LinUCBRouter
+
+RoutingModel = DriftMoE | LinUCBRouter
+# What a checkpoint's "policy" names: the model class and its settings. Checkpoints written before
+# the bandit existed have no "policy" and are DriftMoE's.
+MODEL_KINDS: dict[str, tuple[type[DriftMoE] | type[LinUCBRouter], type[DriftMoESettings] | type[LinUCBSettings]]] = {
+    "driftmoe": (DriftMoE, DriftMoESettings),
+    "linucb": (LinUCBRouter, LinUCBSettings),
+}
 
 TENSORS_NAME = "weights.safetensors"
 RIVER_NAME = "river.pkl"
@@ -44,9 +53,9 @@ class CheckpointError(ArtifactError):
 
 @dataclass
 class LearnerSnapshot:
-    """A DriftMoE model and the JSON state that travels with it."""
+    """A routing model (DriftMoE or the bandit) and the JSON state that travels with it."""
 
-    model: DriftMoE
+    model: RoutingModel
     state: dict[str, Any]
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. the feature projection
 
@@ -70,6 +79,7 @@ def save_snapshot(
         with (staging / RIVER_NAME).open("wb") as handle:
             pickle.dump(model.river_parts(), handle, protocol=pickle.HIGHEST_PROTOCOL)
         state = {
+            "policy": model_kind(model),
             "n_features": model.n_features,
             "settings": model.settings.model_dump(mode="json"),
             "model": model.plain_state(),
@@ -80,6 +90,11 @@ def save_snapshot(
             kind=kind, name=name, version=new_version(), files=hash_files(staging, [TENSORS_NAME, RIVER_NAME, STATE_NAME])
         )
         write_manifest(staging, manifest, key)
+
+
+def model_kind(model: RoutingModel) -> str:
+    """The policy name a checkpoint records for ``model``."""
+    return LinUCBRouter.kind if isinstance(model, LinUCBRouter) else "driftmoe"
 
 
 def verify_snapshot(folder: Path, key: bytes) -> ArtifactManifest:
@@ -97,11 +112,15 @@ def load_snapshot(folder: Path, key: bytes) -> LearnerSnapshot:
     """Verify, then load; the pickle is opened only after verification."""
     verify_snapshot(folder, key)
     state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
-    settings = DriftMoESettings.model_validate(state["settings"])
+    kind = state.get("policy", "driftmoe")
+    if kind not in MODEL_KINDS:
+        raise CheckpointError(f"{folder}: unknown routing policy {kind!r}")
+    model_class, settings_class = MODEL_KINDS[kind]
+    settings = settings_class.model_validate(state["settings"])
     with (folder / RIVER_NAME).open("rb") as handle:
         river_parts = pickle.load(handle)  # noqa: S301 - signed by our own key, checked above
     tensors = load_file(str(folder / TENSORS_NAME))
     extra = {name[len("extra."):]: tensor for name, tensor in tensors.items() if name.startswith("extra.")}
     model_tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith("extra.")}
-    model = DriftMoE.restore(int(state["n_features"]), settings, model_tensors, river_parts, state["model"])
+    model = model_class.restore(int(state["n_features"]), settings, model_tensors, river_parts, state["model"])
     return LearnerSnapshot(model=model, state=state["learner"], extra_tensors=extra)

@@ -74,6 +74,27 @@ def routing_driftmoe_defaults() -> DriftMoESettings:
     )
 
 
+class LinUCBSettings(BaseModel):
+    """The contextual bandit (``learner.policy: linucb``): river's disjoint LinUCB with forgetting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reward_noise: float = Field(
+        0.5, gt=0,
+        description="Standard deviation of a reward around its expected value, in the reward model's units "
+        "(the regressions' noise precision is its inverse square).",
+    )
+    prior_precision: float = Field(1.0, gt=0, description="Precision of the regressions' prior on their weights.")
+    forgetting: float = Field(
+        0.995, gt=0, le=1,
+        description="Each update first scales the evidence so far by this factor, so old outcomes fade; 1: never forget.",
+    )
+    feedback_advantage: float = Field(
+        1.0, gt=0, description="What a thumbs-up adds to the served expert's reward (a thumbs-down subtracts it)."
+    )
+    seed: int = Field(0, description="Breaks ties between experts of equal bound.")
+
+
 class FeedbackOptions(BaseModel):
     """How completions are remembered for feedback and how accepted feedback is streamed."""
 
@@ -167,7 +188,13 @@ class LearnerConfig(BaseModel):
     checkpoint_every: int = Field(64, ge=1, description="... or after this many applied entries, whichever comes first.")
     projection_dim: int = Field(32, ge=1, le=1024, description="Width of the fixed random projection of the embedding.")
     projection_seed: int = Field(0, description="Seed of that projection.")
+    policy: Literal["driftmoe", "linucb"] = Field(
+        "driftmoe",
+        description="The online routing policy: DriftMoE (Hoeffding trees under a learned router), or a contextual "
+        "bandit (LinUCB), which recovers sooner from a change of best expert (docs/learner.md).",
+    )
     driftmoe: DriftMoESettings = Field(default_factory=routing_driftmoe_defaults)
+    linucb: LinUCBSettings = Field(default_factory=LinUCBSettings)
     shadow: ShadowOptions = Field(default_factory=ShadowOptions)
     promotion: PromotionOptions = Field(default_factory=PromotionOptions)
     feedback: FeedbackOptions = Field(default_factory=FeedbackOptions)

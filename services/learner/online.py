@@ -1,10 +1,12 @@
-"""DriftMoE adapted to routing: what each kind of event teaches, and when the online policy may serve.
+"""The online routing policy: what each kind of event teaches, and when the online policy may serve.
 
-Labels are LLM experts. A shadow event (several experts answered the same request and the
-reward model scored them) labels the request with the best-scoring expert, and is the only event
-that compares the static and online policies. Positive feedback labels it with the served expert;
-a preferred expert named in feedback labels it with that expert. Negative feedback without a
-label only teaches the router which trees not to trust (``DriftMoE.learn_negative``).
+Labels are LLM experts. The policy is DriftMoE (``learner.policy: driftmoe``, the default) or a
+contextual bandit (``linucb``). A shadow event (several experts answered the same request and the
+reward model scored them) teaches DriftMoE the best-scoring expert and the bandit every scored
+expert's reward, and is the only event that compares the static and online policies. Positive
+feedback labels the request with the served expert; a preferred expert named in feedback labels
+it with that expert. Negative feedback without a label teaches DriftMoE's router which trees not
+to trust (``DriftMoE.learn_negative``) and lowers the served expert's reward for the bandit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any, Literal
 import numpy as np
 
 from services.learner.config import LearnerConfig
+from services.learner.checkpoint import RoutingModel
 from services.learner.driftmoe import DriftMoE
+from services.learner.linucb import LinUCBRouter
 from services.learner.events import FeedbackEvent
 from services.learner.features import FeatureSpace
 from services.router.decision import RouteDecision
@@ -53,13 +57,13 @@ class ShadowOutcome:
 
 
 class RoutingLearner:
-    """The online routing policy: a DriftMoE over routing features, with the promotion window."""
+    """The online routing policy (DriftMoE or the bandit) over routing features, with the promotion window."""
 
-    def __init__(self, experts: Sequence[str], space: FeatureSpace, config: LearnerConfig, model: DriftMoE | None = None) -> None:
+    def __init__(self, experts: Sequence[str], space: FeatureSpace, config: LearnerConfig, model: RoutingModel | None = None) -> None:
         self.experts = sorted(experts)
         self.space = space
         self.config = config
-        self.model = model or DriftMoE(space.dimension, config.driftmoe, classes=self.experts)
+        self.model = model or new_model(space.dimension, config, self.experts)
         self.window: deque[tuple[float, float]] = deque(maxlen=config.promotion.window)  # (static, online) rewards
         self.counts: Counter[str] = Counter()
         self.serving: Serving = "static"
@@ -101,7 +105,12 @@ class RoutingLearner:
         static_reward = outcome.rewards[outcome.static_expert]
         online_reward = outcome.rewards[outcome.online_expert]
         self.window.append((static_reward, online_reward))
-        self._learn(np.asarray(outcome.features, dtype=np.float64), outcome.best)
+        x = np.asarray(outcome.features, dtype=np.float64)
+        if isinstance(self.model, LinUCBRouter):  # every scored expert's reward, not only the winner
+            self.model.learn_rewards(x, outcome.rewards)
+            self.labelled_since_publish += 1
+        else:
+            self._learn(x, outcome.best)
         return self._count("shadow")
 
     def _learn(self, x: np.ndarray, expert: str) -> None:
@@ -153,7 +162,7 @@ class RoutingLearner:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], space: FeatureSpace, config: LearnerConfig, model: DriftMoE) -> RoutingLearner:
+    def from_state(cls, state: dict[str, Any], space: FeatureSpace, config: LearnerConfig, model: RoutingModel) -> RoutingLearner:
         learner = cls(state["experts"], space, config, model=model)
         learner.window.extend(tuple(pair) for pair in state["window"][-config.promotion.window :])
         learner.counts.update(state["counts"])
@@ -161,6 +170,13 @@ class RoutingLearner:
         learner.revision = int(state["revision"])
         learner.labelled_since_publish = int(state["labelled_since_publish"])
         return learner
+
+
+def new_model(n_features: int, config: LearnerConfig, experts: Sequence[str]) -> RoutingModel:
+    """An untrained model of the configured policy (``learner.policy``)."""
+    if config.policy == "linucb":
+        return LinUCBRouter(n_features, config.linucb, classes=experts)
+    return DriftMoE(n_features, config.driftmoe, classes=experts)
 
 
 def third_expert(experts: Sequence[str], chosen: set[str], rng: random.Random) -> str | None:

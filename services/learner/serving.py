@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.learner.checkpoint import load_snapshot
+from services.learner.checkpoint import RoutingModel, load_snapshot
 from services.learner.config import LearnerConfig
-from services.learner.driftmoe import DriftMoE
 from services.learner.policy_store import STATIC_START, PolicyPointer, PolicyStore
 from services.router.decision import RouteDecision
 
@@ -30,7 +29,7 @@ class ServingPolicy:
     """One revision of the serving policy; immutable, so a request keeps the revision it started with."""
 
     pointer: PolicyPointer
-    model: DriftMoE | None = None
+    model: RoutingModel | None = None
     lock: threading.Lock | None = None
 
     @property
@@ -48,7 +47,7 @@ class ServingPolicy:
             and decision.features is not None
             and feature_space == self.pointer.feature_space
         ):
-            with self.lock:  # DriftMoE reuses its last forward pass; one prediction at a time
+            with self.lock:  # DriftMoE reuses its last forward pass, LinUCB draws ties: one prediction at a time
                 expert = self.model.predict_one(np.asarray(decision.features, dtype=np.float64))
             if expert is not None and str(expert) in experts:
                 update |= {"expert": str(expert), "policy": "online"}

@@ -89,10 +89,20 @@ def test_a_tampered_or_foreign_checkpoint_is_refused(learner_config: AppConfig, 
         LearnerService(learner_config)
 
 
+def with_policy(config: AppConfig, policy: str) -> AppConfig:
+    return config.model_copy(update={"learner": config.learner.model_copy(update={"policy": policy})})
+
+
+@pytest.mark.parametrize("policy", ["driftmoe", "linucb"])
 def test_the_online_policy_is_promoted_when_it_wins_and_rolled_back_when_it_loses(
-    learner_config: AppConfig, redis_server: Any, trained_router: Any
+    learner_config: AppConfig, redis_server: Any, trained_router: Any, policy: str
 ) -> None:
-    """A simulated stream: a ground-truth quality table, and shadow events scored from it."""
+    """A simulated stream: a ground-truth quality table, and shadow events scored from it.
+
+    Either policy goes the whole way: learned, checkpointed, published as a signed snapshot, and
+    followed by a router replica, which then serves its choice.
+    """
+    learner_config = with_policy(learner_config, policy)
     redis = redis_server.client()
     space = space_of(learner_config, trained_router)
     rng = np.random.default_rng(2)
@@ -128,6 +138,17 @@ def test_the_online_policy_is_promoted_when_it_wins_and_rolled_back_when_it_lose
     assert follower.current.pointer.policy == "static" and follower.current.revision > promoted_revision
     rolled_back = follower.current.apply(decision, space.identity, experts)
     assert (rolled_back.expert, rolled_back.policy) == ("smollm2", "static")
+
+
+def test_a_checkpoint_of_another_policy_is_not_resumed(learner_config: AppConfig, redis_server: Any, trained_router: Any) -> None:
+    first = LearnerService(learner_config)
+    first.learner.counts["feedback_positive"] = 5
+    first.save_checkpoint()
+    switched = LearnerService(with_policy(learner_config, "linucb"))
+    assert type(switched.learner.model).__name__ == "LinUCBRouter" and not switched.learner.counts
+    assert any("routing policy (driftmoe; learner.policy is now linucb)" in message for message in switched.resets), \
+        "a DriftMoE checkpoint is not handed to the bandit: the learner starts over and says why"
+    assert switched.status()["policy"] == "linucb"
 
 
 def test_a_router_with_another_taxonomy_resets_the_learner(learner_config: AppConfig, trained_router: Any, caplog: pytest.LogCaptureFixture) -> None:
