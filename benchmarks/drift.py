@@ -13,8 +13,10 @@
    bandit (river's LinUCB) beside it, under clean, noisy (10% of outcomes flipped), sparse (5% of
    requests) and delayed (200 events) feedback.
 
-Writes ``DIR/drift.json``, ``DIR/drift_series.json`` and ``DIR/routing_drift.png``. Full mode
-uses 100k instances per stream; ``--quick`` uses 20k.
+Writes ``DIR/drift.json``, ``DIR/drift_series.json``, ``DIR/routing_drift.png`` and, per stream,
+``DIR/drift_<stream>.png``: accuracy over time for the three learners, DriftMoE's expert usage by
+the gate and each expert's own accuracy (``_drift_curves``). Full mode uses 100k instances per
+stream; ``--quick`` uses 20k.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ from services.learner.driftmoe import DriftMoE
 from services.learner.river_adapter import DriftMoEClassifier
 
 try:  # run as a script (benchmarks/ on sys.path, as `coe bench` does)
+    from _drift_curves import StreamCurves, plot_stream
     from _routing_drift_sim import FEEDBACK_MODES, POLICIES, RoutingSimResult, plot_routing_sim, run_routing_sim
 except ModuleNotFoundError:  # imported as benchmarks.drift from the project root
+    from benchmarks._drift_curves import StreamCurves, plot_stream
     from benchmarks._routing_drift_sim import FEEDBACK_MODES, POLICIES, RoutingSimResult, plot_routing_sim, run_routing_sim
 
 STREAMS = ("sea_abrupt", "sea_gradual", "led_abrupt", "led_gradual", "rbf_moderate", "rbf_fast")
@@ -119,27 +123,38 @@ def build_stream(name: str, n_instances: int, seed: int) -> datasets_base.Synthe
     return chain_concepts(concepts, segment, width, seed)
 
 
-def prequential(model: Any, data: list[tuple[dict, Any]], description: str) -> tuple[float, float]:
-    """Test-then-train accuracy and instances/s (the stream is generated beforehand, so only the model is timed)."""
-    correct = 0
-    started = time.perf_counter()
+def prequential(model: Any, data: list[tuple[dict, Any]], description: str, curves: StreamCurves | None = None) -> tuple[list[bool], float]:
+    """Test-then-train outcomes and instances/s (the stream is generated beforehand, so only the model is timed).
+
+    With ``curves``, a DriftMoE's gate and trees are read between the test and the train step,
+    outside the timed part.
+    """
+    outcomes: list[bool] = []
+    timed = 0.0
     for x, y in tqdm(data, desc=description, mininterval=0.5, leave=False, position=_bar_position):
-        correct += model.predict_one(x) == y
+        started = time.perf_counter()
+        outcomes.append(model.predict_one(x) == y)
+        timed += time.perf_counter() - started
+        if curves is not None:
+            curves.observe_experts(*model.experts_one(x), y)
+        started = time.perf_counter()
         model.learn_one(x, y)
-    elapsed = time.perf_counter() - started
-    return correct / len(data), len(data) / elapsed
+        timed += time.perf_counter() - started
+    return outcomes, len(data) / timed
 
 
-def run_stream(name: str, n_instances: int, seed: int) -> dict[str, float]:
+def run_stream(name: str, n_instances: int, seed: int) -> dict[str, Any]:
     """One stream, every model in turn on the same instances (so they share a core and its timings)."""
     data = list(build_stream(name, n_instances, seed).take(n_instances))
     accuracy: dict[str, float] = {}
     per_second: dict[str, float] = {}
+    curves = StreamCurves(len(data), STREAM_DRIFTMOE.n_trees)
     for model_name, make in MODELS.items():
-        correct_share, instances_per_s = prequential(make(seed), data, f"{name} {model_name}")
-        accuracy[model_name] = round(correct_share, 4)
+        outcomes, instances_per_s = prequential(make(seed), data, f"{name} {model_name}", curves if model_name == "driftmoe" else None)
+        curves.learner_accuracy(model_name, outcomes)
+        accuracy[model_name] = round(sum(outcomes) / len(outcomes), 4)
         per_second[f"{model_name}_ips"] = round(instances_per_s, 1)
-    return accuracy | per_second
+    return accuracy | per_second | {"curves": curves.as_dict()}
 
 
 def run_sim(quick: bool, seed: int, policy: str = "driftmoe", feedback: str = "clean") -> RoutingSimResult:
@@ -211,7 +226,10 @@ def run_drift_benchmark(out: Path, quick: bool, seed: int = 42, jobs: int | None
     elapsed = time.perf_counter() - started
     sim: RoutingSimResult = results["routing_sim:driftmoe:clean"]
     bandit: RoutingSimResult = results["routing_sim:bandit:clean"]
+    curves = {name: results[name].pop("curves") for name in STREAMS}
     streams = {name: results[name] for name in STREAMS}
+    for name, stream_curves in curves.items():
+        plot_stream(name, stream_curves, n_instances, out / f"drift_{name}.png")
     feedback = {mode: {policy: results[f"routing_sim:{policy}:{mode}"].figures() for policy in POLICIES} for mode in FEEDBACK_MODES}
     summary: dict[str, Any] = {
         "streams": streams,
@@ -221,11 +239,12 @@ def run_drift_benchmark(out: Path, quick: bool, seed: int = 42, jobs: int | None
         },
     }
     write_json_atomically(out / "drift.json", summary)
-    write_json_atomically(out / "drift_series.json", {**sim.series(), "bandit_regret": bandit.series()["online_regret"]})
+    write_json_atomically(out / "drift_series.json", {**sim.series(), "bandit_regret": bandit.series()["online_regret"], "streams": curves})
     plot_routing_sim(sim, out / "routing_drift.png", bandit=bandit)
     print(format_table(streams, sim, n_instances))
     print(format_feedback(feedback))
-    print(f"\n{elapsed:.0f} s with {jobs} job(s); wrote {out / 'drift.json'}, {out / 'drift_series.json'} and {out / 'routing_drift.png'}")
+    print(f"\n{elapsed:.0f} s with {jobs} job(s); wrote {out / 'drift.json'}, {out / 'drift_series.json'}, {out / 'routing_drift.png'} "
+          f"and {out / 'drift_<stream>.png'}")
     return summary
 
 

@@ -132,6 +132,13 @@ class DriftMoE:
         """``w = softmax(logits / T)`` over the trees, shape (E,)."""
         return self._score(x).weights.copy()
 
+    def tree_predictions(self, x: np.ndarray) -> list[Hashable | None]:
+        """Each tree's own prediction for ``x``: which experts would have been right, for plots and diagnosis.
+
+        Like ``router_weights``, it shares the forward pass of a ``predict_one`` on the same ``x``.
+        """
+        return list(self._score(x).tree_predictions)
+
     # ---- learning --------------------------------------------------------------------------
 
     def learn_one(self, x: np.ndarray, y: Hashable) -> bool:

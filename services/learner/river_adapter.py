@@ -43,6 +43,14 @@ class DriftMoEClassifier(base.Classifier):
     def predict_proba_one(self, x: dict[Hashable, Any], **kwargs: Any) -> dict[Hashable, float]:
         return self._learner_for(x).predict_proba_one(self._vector(x))
 
+    def experts_one(self, x: dict[Hashable, Any]) -> tuple[np.ndarray, list[Hashable | None]]:
+        """The router's weights over the trees and each tree's prediction, for ``x``.
+
+        After ``predict_one(x)`` this costs no second pass; call it before ``learn_one(x, y)``.
+        """
+        learner, vector = self._learner_for(x), self._vector(x)
+        return learner.router_weights(vector), learner.tree_predictions(vector)
+
     def _learner_for(self, x: dict[Hashable, Any]) -> DriftMoE:
         if self.learner is None:
             if self._keys is None:
