@@ -79,7 +79,7 @@ def save_snapshot(
         with (staging / RIVER_NAME).open("wb") as handle:
             pickle.dump(model.river_parts(), handle, protocol=pickle.HIGHEST_PROTOCOL)
         state = {
-            "policy": model_kind(model),
+            "policy": model.kind,
             "n_features": model.n_features,
             "settings": model.settings.model_dump(mode="json"),
             "model": model.plain_state(),
@@ -90,11 +90,6 @@ def save_snapshot(
             kind=kind, name=name, version=new_version(), files=hash_files(staging, [TENSORS_NAME, RIVER_NAME, STATE_NAME])
         )
         write_manifest(staging, manifest, key)
-
-
-def model_kind(model: RoutingModel) -> str:
-    """The policy name a checkpoint records for ``model``."""
-    return LinUCBRouter.kind if isinstance(model, LinUCBRouter) else "driftmoe"
 
 
 def verify_snapshot(folder: Path, key: bytes) -> ArtifactManifest:

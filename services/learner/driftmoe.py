@@ -94,6 +94,8 @@ class DriftMoE:
     set grows as labels arrive, in order of first appearance.
     """
 
+    kind = "driftmoe"  # the routing policy's name in configs and checkpoints (learner.policy)
+
     def __init__(self, n_features: int, settings: DriftMoESettings | None = None, classes: Sequence[Hashable] | None = None) -> None:
         if n_features < 1:
             raise ValueError(f"n_features must be at least 1, got {n_features}")

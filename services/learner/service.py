@@ -32,7 +32,7 @@ from services.artifacts import ArtifactError
 from services.cache.config import redacted
 from services.cache.connection import sync_client
 from services.config import AppConfig
-from services.learner.checkpoint import LearnerSnapshot, load_snapshot, model_kind, save_snapshot
+from services.learner.checkpoint import LearnerSnapshot, load_snapshot, save_snapshot
 from services.learner.events import EVENT_FIELD, FeedbackEvent, ShadowRequest
 from services.learner.features import FeatureSpace, RoutingFeatures, feature_space
 from services.learner.online import RoutingLearner
@@ -139,8 +139,8 @@ class LearnerService:
         changes = self._space_changes(stored_space, space, state["learner"]["experts"])
         if projection is None or tuple(projection.shape) != tuple(expected.shape) or not torch.equal(projection, expected):
             changes.append("the feature projection")
-        if model_kind(snapshot.model) != self.settings.policy:
-            changes.append(f"routing policy ({model_kind(snapshot.model)}; learner.policy is now {self.settings.policy})")
+        if snapshot.model.kind != self.settings.policy:
+            changes.append(f"routing policy ({snapshot.model.kind}; learner.policy is now {self.settings.policy})")
         if changes:
             return self._reset(space, f"the checkpoint was made for another {', '.join(changes)}")
         learner = RoutingLearner.from_state(state["learner"], space, self.settings, snapshot.model)
