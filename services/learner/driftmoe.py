@@ -25,7 +25,7 @@ answer was wrong, not which one would have been right, so the trees have nothing
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,13 @@ class DriftMoE:
         if self.adwin is not None:
             self._watch_error(0.0 if correct else 1.0)
         return correct
+
+    def learn_rewards(self, x: np.ndarray, rewards: Mapping[Hashable, float]) -> bool:
+        """A scored comparison (a shadow outcome): the best-scoring label is the event's label.
+
+        Ties go to the label that sorts first, so a replayed comparison teaches the same label.
+        """
+        return self.learn_one(x, max(sorted(rewards, key=str), key=rewards.__getitem__))
 
     def learn_negative(self, x: np.ndarray, served_label: Hashable) -> bool:
         """Negative feedback without a label: teach the router to avoid the trees that predicted ``served_label``.

@@ -4,7 +4,7 @@ One Bayesian linear regression per expert predicts the reward of that expert's a
 request's features (the embedding's projection and the stage-1 category probabilities); the
 expert with the highest upper confidence bound serves. Exponential forgetting (river's
 ``smoothing``) lets old evidence fade, which is what makes it recover quickly when an expert
-gets better or worse (``docs/learner.md``: 224 events in the routing simulation, DriftMoE 374).
+gets better or worse (``docs/learner.md``: 256 events in the routing simulation, DriftMoE 374).
 
 What it learns from:
 

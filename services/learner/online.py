@@ -105,12 +105,9 @@ class RoutingLearner:
         static_reward = outcome.rewards[outcome.static_expert]
         online_reward = outcome.rewards[outcome.online_expert]
         self.window.append((static_reward, online_reward))
-        x = np.asarray(outcome.features, dtype=np.float64)
-        if isinstance(self.model, LinUCBRouter):  # every scored expert's reward, not only the winner
-            self.model.learn_rewards(x, outcome.rewards)
-            self.labelled_since_publish += 1
-        else:
-            self._learn(x, outcome.best)
+        # DriftMoE learns the best-scoring expert; the bandit every scored expert's reward.
+        self.model.learn_rewards(np.asarray(outcome.features, dtype=np.float64), outcome.rewards)
+        self.labelled_since_publish += 1
         return self._count("shadow")
 
     def _learn(self, x: np.ndarray, expert: str) -> None:
