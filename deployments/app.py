@@ -19,6 +19,7 @@ from deployments.router import RouterServer
 from services.config import AppConfig, load_config
 from services.experts.config import DeploymentOptions
 from services.experts.loading import OFFLINE_ENV
+from services.telemetry.logs import LoggingSettings, serve_logging_config
 
 INGRESS_DEPLOYMENT = "ingress"
 LEARNER_DEPLOYMENT = "learner"
@@ -33,7 +34,7 @@ class BuildArgs(BaseModel):
     config: str | None = Field(None, description="App config YAML; default $COE_CONFIG or configs/default.yaml.")
 
 
-def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
+def deployment_options(options: DeploymentOptions, logs: LoggingSettings) -> dict[str, Any]:
     """Serve options of one deployment; the Serve config renderer uses the same mapping."""
     actor_options: dict[str, Any] = {"num_cpus": options.num_cpus, "runtime_env": {"env_vars": dict(OFFLINE_ENV)}}
     if options.memory_gb is not None:
@@ -53,6 +54,7 @@ def deployment_options(options: DeploymentOptions) -> dict[str, Any]:
         "max_ongoing_requests": options.max_ongoing_requests,
         "max_queued_requests": options.max_queued_requests,
         "autoscaling_config": autoscaling,
+        "logging_config": serve_logging_config(logs),
     }
 
 
@@ -82,30 +84,30 @@ def build_app_from_config(config: AppConfig) -> Application:
         name = config.deployment_name_for(base.name)
         experts[name] = (
             serve.deployment(LocalExpertServer)
-            .options(name=name, **deployment_options(plan[name]))
+            .options(name=name, **deployment_options(plan[name], config.logging))
             .bind(base, tuple(config.adapters_of(base.name)), config.artifacts)
         )
     for remote in config.remote_experts():
         name = config.deployment_name_for(remote.name)
         experts[name] = (
-            serve.deployment(RemoteExpertServer).options(name=name, **deployment_options(plan[name])).bind(remote)
+            serve.deployment(RemoteExpertServer).options(name=name, **deployment_options(plan[name], config.logging)).bind(remote)
         )
     router = None
     if ROUTER_DEPLOYMENT in plan:  # else the ingress holds the router (router.placement: ingress)
         router = (
             serve.deployment(RouterServer)
-            .options(name=ROUTER_DEPLOYMENT, **deployment_options(plan[ROUTER_DEPLOYMENT]))
+            .options(name=ROUTER_DEPLOYMENT, **deployment_options(plan[ROUTER_DEPLOYMENT], config.logging))
             .bind(config)
         )
     learner = None
     if LEARNER_DEPLOYMENT in plan:
         learner = (
             serve.deployment(LearnerServer)
-            .options(name=LEARNER_DEPLOYMENT, **deployment_options(plan[LEARNER_DEPLOYMENT]))
+            .options(name=LEARNER_DEPLOYMENT, **deployment_options(plan[LEARNER_DEPLOYMENT], config.logging))
             .bind(config)
         )
     ingress = serve.deployment(make_ingress())
-    return ingress.options(name=INGRESS_DEPLOYMENT, **deployment_options(plan[INGRESS_DEPLOYMENT])).bind(
+    return ingress.options(name=INGRESS_DEPLOYMENT, **deployment_options(plan[INGRESS_DEPLOYMENT], config.logging)).bind(
         config, experts, router, learner
     )
 

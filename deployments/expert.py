@@ -21,6 +21,7 @@ from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpe
 from services.experts.generation import GenerationEvent, GenerationRequest
 from services.experts.loading import check_adapter, force_offline, load_model
 from services.experts.remote import RemoteChatBackend
+from services.telemetry.logs import join_serve_logs
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class LocalExpertServer:
     def __init__(
         self, base: HFExpert | GGUFExpert, adapters: tuple[LoRAExpert, ...], artifacts: ArtifactsConfig = ArtifactsConfig()
     ) -> None:
+        join_serve_logs()
         force_offline()
         import torch
 
@@ -102,6 +104,7 @@ class RemoteExpertServer:
     """Relays generation to a remote OpenAI-compatible server."""
 
     def __init__(self, expert: OpenAIExpert) -> None:
+        join_serve_logs()
         self._expert = expert
         self._backend = RemoteChatBackend(expert)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,9 +17,11 @@ from fastapi.responses import JSONResponse, Response
 
 from deployments.http_api.access import Gatekeeper, estimated_tokens
 from deployments.http_api.admission import ConcurrencyLimiter, Slot, read_body
-from deployments.http_api.background_writes import BackgroundWrites
+from deployments.http_api.completion_records import CompletionRecords
 from deployments.http_api.errors import as_coe_error, install_error_handlers
 from deployments.http_api.expert_calls import Deadline, ExpertCaller, ExpertStream
+from deployments.http_api.metrics_export import cluster_metrics
+from deployments.http_api.request_log import RequestRecord
 from deployments.http_api.route_view import RouteView
 from deployments.http_api.streaming import GuardedStreamingResponse, chat_events, usage_of
 from services.api.schemas import (
@@ -43,16 +44,15 @@ from services.errors import CoeError, DeadlineExceededError, InvalidRequestError
 from services.experts.config import LoRAExpert
 from services.experts.costs import resolve_costs
 from services.experts.generation import GenerationEvent
-from services.learner.events import ChatTurn, CompletionRecord, ShadowRequest
 from services.learner.feedback_store import FeedbackStore
 from services.router.decision import RouteDecision
 from services.router.front import PreparedQuery, RouterFront
 from services.router.resolve import AUTO_MODEL, resolve_default, resolve_explicit
+from services.telemetry.logs import join_serve_logs
 
 logger = logging.getLogger(__name__)
 
 ROUTER_DEPLOYMENT = "router"
-RECORD_HEAD_START_S = 0.05  # how long a response may wait for its completion record to be stored
 READY_PROBE_S = 10
 
 
@@ -60,6 +60,7 @@ class Ingress:
     """FastAPI routes of the coe-router application (wrapped by ``serve.ingress`` in the builder)."""
 
     def __init__(self, config: AppConfig, experts: dict[str, Any], router: Any = None, learner: Any = None) -> None:
+        join_serve_logs()
         self._config = config
         self._experts = experts  # deployment name -> DeploymentHandle
         if router is None and config.router is not None and config.router.placement == "ingress":
@@ -79,9 +80,8 @@ class Ingress:
         self._costs = resolve_costs(config)
         self._created = now()
         self._feedback = FeedbackStore(config)
-        self._writes = BackgroundWrites()
-        self._rng = random.Random()
         self._gate = Gatekeeper(config)
+        self._records = CompletionRecords(config, self._feedback, self._gate)
         if not self._gate.enabled:
             logger.info("auth is off: every endpoint answers without a key (auth.enabled: true or COE_AUTH=required turns it on)")
 
@@ -90,19 +90,29 @@ class Ingress:
         """Authenticate, count against the caller's limits, answer; the limits go out as OpenAI's headers.
 
         Chat requests are counted once their body is read, so that the prompt's tokens are
-        charged with them (``chat_completions``).
+        charged with them (``chat_completions``). Every request is recorded once it ends (its
+        metrics and log line, ``RequestRecord``); a stream, when its body ends.
         """
-        caller = await self._gate.caller(request.headers, path)
-        request.state.caller = caller
-        request.state.limits = None
-        if attribute != "chat_completions":
-            request.state.limits = await self._gate.charge(caller)
-        response = await getattr(self, attribute)(request)
+        record = RequestRecord(attribute, include_text=self._config.logging.include_text)
+        request.state.record = record
+        try:
+            caller = await self._gate.caller(request.headers, path)
+            request.state.caller = caller
+            request.state.limits = None
+            if attribute != "chat_completions":
+                request.state.limits = await self._gate.charge(caller)
+            response = await getattr(self, attribute)(request)
+        except Exception as exc:
+            error = as_coe_error(exc)
+            record.finish(error.status_code, outcome="error", error=error.code)
+            raise
         limits = request.state.limits
         if limits is not None:
             if not isinstance(response, Response):
                 response = JSONResponse(response.model_dump(mode="json"))
             response.headers.update(limits.headers())
+        if not isinstance(response, GuardedStreamingResponse):
+            record.finish(response.status_code if isinstance(response, Response) else 200)
         return response
 
     # ------------------------------------------------------------------ health
@@ -239,6 +249,7 @@ class Ingress:
         self._refuse_if_draining()
         chat = parse_chat_request(await self._body(request), self._config.ingress.limits, default_model=AUTO_MODEL)
         decision = await self.route(chat.model_copy(update={"model": AUTO_MODEL}))
+        request.state.record.routed(decision)
         return JSONResponse(decision.model_dump(mode="json"), headers=decision.headers())
 
     async def flush_cache(self, request: Request) -> JSONResponse:
@@ -258,12 +269,10 @@ class Ingress:
         return self._route_cache
 
     async def metrics(self, request: Request) -> Response:
-        """Prometheus text: this ingress replica's route-cache and expert metrics."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        """Prometheus text: every replica's metrics, from each node's Ray exporter (``metrics_export``)."""
+        from prometheus_client import CONTENT_TYPE_LATEST
 
-        body = self._route_cache.metrics.exposition() if self._route_cache is not None else b""
-        body += generate_latest(self._calls.metrics.registry) + generate_latest(self._gate.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(await cluster_metrics(), media_type=CONTENT_TYPE_LATEST)
 
     async def _body(self, request: Request) -> bytes:
         return await read_body(request, self._config.ingress.max_body_bytes)
@@ -304,54 +313,6 @@ class Ingress:
         receipt = await self._feedback.accept(feedback, key_id=request.state.caller.key_id)
         return JSONResponse(receipt.model_dump(mode="json"))
 
-    async def _completed(
-        self, chat: ChatCompletionRequest, decision: RouteDecision, completion_id: str, created: int, request: Request,
-        final: GenerationEvent,
-    ) -> None:
-        """Remember a finished completion for feedback (and maybe sample it for the shadow), and
-        correct its key's token charge with the real count.
-
-        The write gets a brief head start, so that feedback sent the moment the answer arrives
-        finds its record; past ``RECORD_HEAD_START_S`` it goes on in the background. Nothing here
-        may fail the response the client is about to get: problems are logged.
-        """
-        try:
-            caller = request.state.caller
-            record = CompletionRecord(
-                id=completion_id, created=created, requested_model=chat.model, expert=decision.expert, decision=decision,
-                key_id=caller.key_id,
-            )
-            if caller.record is not None:  # a key's tokens: charge the real count now the answer has ended
-                usage = usage_of(final)
-                self._writes.start(
-                    self._gate.correct(caller, request.state.estimated_tokens, usage.prompt_tokens + usage.completion_tokens),
-                    f"token count of completion {completion_id}",
-                )
-            shadow = None
-            if self._samples_shadow(decision) and self._rng.random() < self._config.learner.shadow.sample_rate:
-                turns = tuple(ChatTurn(role=message.role, content=message.text()) for message in chat.messages)
-                shadow = ShadowRequest(completion_id=completion_id, messages=turns, record=record)
-        except Exception:
-            logger.warning("could not build the record of completion %s", completion_id, exc_info=True)
-            return
-        task = self._writes.start(self._store_completion(record, shadow), f"completion {completion_id}")
-        await asyncio.wait({task}, timeout=RECORD_HEAD_START_S)
-
-    def _samples_shadow(self, decision: RouteDecision) -> bool:
-        """Only routed requests are evaluated in the shadow, and only when there are experts to compare."""
-        learner = self._config.learner
-        return (
-            decision.policy in ("static", "online")
-            and learner.enabled
-            and learner.shadow.sample_rate > 0
-            and len(self._config.experts) >= 2
-        )
-
-    async def _store_completion(self, record: CompletionRecord, shadow: ShadowRequest | None) -> None:
-        await self._feedback.remember(record)
-        if shadow is not None:
-            await self._feedback.enqueue_shadow(shadow)
-
     # ------------------------------------------------------------------ chat
     async def chat_completions(self, request: Request) -> Response:
         slot = self._admit()
@@ -359,8 +320,14 @@ class Ingress:
         try:
             chat = await self._parse_and_charge(request)
             deadline = Deadline(self._config.ingress.timeouts)
+            record: RequestRecord = request.state.record
+            if record.include_text:
+                record.prompt = [{"role": message.role, "content": message.text()} for message in chat.messages]
             decision = await self.route(chat, deadline)
+            record.routed(decision)
             answer = await self._calls.open(chat, decision, deadline, routed=chat.model == AUTO_MODEL)
+            record.first_token(answer.decision)
+            record.text(answer.first.text)
             completion_id = new_completion_id()
             if chat.stream:
                 response = self._stream(chat, answer, completion_id, slot, request)
@@ -397,6 +364,9 @@ class Ingress:
         finally:
             if event.finish_reason is None:  # failed or the client left: stop generating for nobody
                 answer.cancel()
+        record: RequestRecord = request.state.record
+        record.text("".join(texts[1:]))
+        record.final = event
         decision = answer.decision
         completion = ChatCompletion(
             id=completion_id,
@@ -406,7 +376,9 @@ class Ingress:
             usage=usage_of(event),
             route=decision,
         )
-        await self._completed(chat, decision, completion_id, completion.created, request, event)
+        await self._records.completed(
+            chat, decision, completion_id, completion.created, request.state.caller, request.state.estimated_tokens, event
+        )
         return JSONResponse(completion.model_dump(mode="json"), headers=decision.headers())
 
     def _stream(
@@ -414,20 +386,30 @@ class Ingress:
     ) -> GuardedStreamingResponse:
         created = now()
         finished = False
+        record: RequestRecord = request.state.record
+
+        async def next_event() -> GenerationEvent:
+            event = await answer.next()
+            record.text(event.text)
+            return event
 
         async def on_finished(final: GenerationEvent) -> None:
             nonlocal finished
             finished = True
-            await self._completed(chat, answer.decision, completion_id, created, request, final)
+            record.final = final
+            await self._records.completed(
+                chat, answer.decision, completion_id, created, request.state.caller, request.state.estimated_tokens, final
+            )
 
         def on_close() -> None:
             if not finished:
                 answer.cancel()
             slot.release()
+            record.finish(200, outcome="answered" if finished else "incomplete")
 
         body = chat_events(
             completion_id=completion_id, created=created, decision=answer.decision, first=answer.first,
-            next_event=answer.next, include_usage=chat.include_usage_chunk, on_finished=on_finished,
+            next_event=next_event, include_usage=chat.include_usage_chunk, on_finished=on_finished,
         )
         return GuardedStreamingResponse(body, on_close=on_close, media_type="text/event-stream", headers=answer.decision.headers())
 

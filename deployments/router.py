@@ -26,12 +26,15 @@ from services.router.loader import RouterFactory
 from services.router.passes import CoalescingPasses
 from services.router.pipeline import PreparedQuery, StaticRouter
 from services.router.store import RouterStore
+from services.telemetry.logs import join_serve_logs
+from services.telemetry.metrics import ROUTER_BATCH_SIZE, ROUTER_DECISIONS
 
 logger = logging.getLogger(__name__)
 
 
 class RouterServer:
     def __init__(self, config: AppConfig) -> None:
+        join_serve_logs()
         force_offline()
         assert config.router is not None
         import os
@@ -118,7 +121,16 @@ class RouterServer:
         query = router.prepare(messages, knobs)
         space = router.features.space.identity if router.features is not None else None
         (decision,) = await self._passes.run([(router, query)])
-        return policy.apply(decision, space, self._experts)
+        decision = policy.apply(decision, space, self._experts)
+        ROUTER_DECISIONS.inc(category=decision.category or "none", expert=decision.expert, policy=decision.policy)
+        logger.info(
+            "routing decision",
+            extra={
+                "category": decision.category, "expert": decision.expert, "policy": decision.policy,
+                "confidence": decision.confidence, "reason": decision.reason, "router_version": decision.router_version,
+            },
+        )
+        return decision
 
     def __del__(self) -> None:
         stopped = getattr(self, "_stopped", None)
@@ -156,6 +168,7 @@ def _decide_grouped(items: list[tuple[StaticRouter, PreparedQuery]]) -> list[Rou
     Answers go back by position, so a router that returned fewer decisions than it was asked
     for would hand one request another's answer: that fails the whole batch instead.
     """
+    ROUTER_BATCH_SIZE.observe(len(items))
     results: list[RouteDecision | None] = [None] * len(items)
     by_router: dict[int, list[int]] = {}
     for index, (router, _) in enumerate(items):

@@ -21,7 +21,7 @@ def render_serve_config(config: AppConfig, *, config_arg: str, host: str = "0.0.
 
     ``config_arg`` is the path of the app config as the Serve controller will see it.
     """
-    deployments = [{"name": name, **deployment_options(options)} for name, options in deployment_plan(config).items()]
+    deployments = [{"name": name, **deployment_options(options, config.logging)} for name, options in deployment_plan(config).items()]
     return {
         "proxy_location": "EveryNode",
         "http_options": http_options(config, host, port),

@@ -25,6 +25,7 @@ from services.auth.config import AuthConfig
 from services.cache.config import CacheConfig
 from services.learner.config import LearnerConfig
 from services.router.config import RouterConfig
+from services.telemetry.logs import LoggingSettings
 from services.training_config import TrainingConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +146,7 @@ class AppConfig(BaseModel):
     failover: FailoverOptions = Field(default_factory=FailoverOptions)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings, description="JSON logs of every replica.")
     app_name: str = Field("coe", description="Serve application name.")
     route_prefix: str = Field("/", description="HTTP route prefix of the application.")
     source_path: str | None = Field(None, description="File this config was read from (set by the loader).")
@@ -257,6 +259,9 @@ def with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
             if isinstance(learner.get(field), str):
                 learner[field] = _resolve(learner[field], folder)
         resolved["learner"] = learner
+    logs = raw.get("logging")
+    if isinstance(logs, dict) and isinstance(logs.get("directory"), str):
+        resolved["logging"] = {**logs, "directory": _resolve(logs["directory"], folder)}
     return resolved
 
 

@@ -166,7 +166,10 @@ def ray_cluster(http_port: int, weights_cache: Any) -> Iterator[None]:
     # A Ray instance of the session's own, never one another process on the machine started,
     # with the same Serve as `coe serve` runs.
     with serve_fast_paths():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        # Replicas' metrics reach the exporter every second rather than every ten, so tests that
+        # read /metrics wait less.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 _system_config={"metrics_report_interval_ms": 1000})
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     yield
     ray.shutdown()  # ends Serve with the cluster; a graceful Serve shutdown would only add seconds here

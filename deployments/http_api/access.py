@@ -10,10 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from services.auth.authenticate import ANONYMOUS, Access, Caller, build_authenticator
-from services.auth.rate_limit import LimitState, RateLimiter, RateLimitMetrics
+from services.auth.rate_limit import LimitState, RateLimiter
 from services.cache.connection import async_client
 from services.config import AppConfig
 
@@ -37,12 +35,11 @@ class Gatekeeper:
 
     def __init__(self, config: AppConfig) -> None:
         self.enabled = config.auth.required()
-        self.registry = CollectorRegistry()
         self._config = config
         if self.enabled:
             client = async_client(config.cache, timeout_s=AUTH_REDIS_TIMEOUT_S)
-            self._authenticator = build_authenticator(config.auth, client, self.registry)
-            self._limiter = RateLimiter(config.auth.namespace, client, RateLimitMetrics(self.registry))
+            self._authenticator = build_authenticator(config.auth, client)
+            self._limiter = RateLimiter(config.auth.namespace, client)
 
     async def caller(self, headers: Any, path: str) -> Caller:
         if not self.enabled:

@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from deployments.http_api.errors import as_coe_error
 from services.api.schemas import ChatCompletionRequest
 from services.breaker import BreakerState, CircuitBreaker
@@ -24,6 +22,7 @@ from services.errors import CoeError, DeadlineExceededError, ServiceUnavailableE
 from services.experts.config import LoRAExpert
 from services.experts.generation import GenerationEvent, build_generation_request
 from services.router.decision import FailoverAttempt, RouteDecision
+from services.telemetry.metrics import EXPERT_BREAKER_STATE, EXPERT_FAILOVERS, EXPERT_FAILURES
 
 
 class Deadline:
@@ -70,22 +69,6 @@ def is_experts_fault(error: CoeError) -> bool:
     return error.status_code >= 500 or error.status_code == 429
 
 
-class ExpertMetrics:
-    """Failovers and expert breakers, in the ingress replica's own registry."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.failovers = Counter(
-            "coe_expert_failovers", "Routed requests moved past a failed expert, by that expert.", ["expert"], registry=self.registry
-        )
-        self.failures = Counter(
-            "coe_expert_failures", "Expert calls that failed, by expert and HTTP status.", ["expert", "status"], registry=self.registry
-        )
-        self.breaker_state = Gauge(
-            "coe_expert_breaker_state", "Expert circuit breaker: 0 closed, 1 open, 2 half-open.", ["expert"], registry=self.registry
-        )
-
-
 @dataclass
 class ExpertStream:
     """An expert's answer in progress: the decision that names who answers, its first event, the rest."""
@@ -95,7 +78,6 @@ class ExpertStream:
     _stream: Any
     _deadline: Deadline
     _breaker: CircuitBreaker
-    _metrics: ExpertMetrics
     _closed: bool = field(default=False)
 
     async def next(self) -> GenerationEvent:
@@ -111,7 +93,7 @@ class ExpertStream:
             error = as_coe_error(exc)
         if is_experts_fault(error):
             self._breaker.failure()
-            self._metrics.failures.labels(expert, str(error.status_code)).inc()
+            EXPERT_FAILURES.inc(expert=expert, status=error.status_code)
         raise error
 
     def cancel(self) -> None:
@@ -127,17 +109,16 @@ class ExpertCaller:
     def __init__(self, config: AppConfig, handles: dict[str, Any]) -> None:
         self._config = config
         self._handles = handles  # deployment name -> DeploymentHandle
-        self.metrics = ExpertMetrics()
         options = config.failover.breaker
         self._breakers = {
             expert.name: CircuitBreaker(
                 options.failure_threshold, options.open_s,
-                on_change=lambda state, name=expert.name: self.metrics.breaker_state.labels(name).set(int(state)),
+                on_change=lambda state, name=expert.name: EXPERT_BREAKER_STATE.set(int(state), expert=name),
             )
             for expert in config.experts
         }
         for name in self._breakers:
-            self.metrics.breaker_state.labels(name).set(int(BreakerState.CLOSED))
+            EXPERT_BREAKER_STATE.set(int(BreakerState.CLOSED), expert=name)
 
     def breaker_states(self) -> dict[str, str]:
         return {name: breaker.state.name.lower() for name, breaker in self._breakers.items()}
@@ -178,16 +159,16 @@ class ExpertCaller:
                     breaker.success()
                     raise
                 breaker.failure()
-                self.metrics.failures.labels(name, str(error.status_code)).inc()
+                EXPERT_FAILURES.inc(expert=name, status=error.status_code)
                 if not routed:
                     raise self._explicit_failure(name, error, breaker) from error
-                self.metrics.failovers.labels(name).inc()
+                EXPERT_FAILOVERS.inc(expert=name)
                 attempts.append(FailoverAttempt(expert=name, error=error.message[:300]))
                 failed_deployments.add(deployment)
                 continue
             breaker.success()
             answered = decision.model_copy(update={"expert": name, "failovers": tuple(attempts)})
-            return ExpertStream(answered, first, stream, deadline, breaker, self.metrics)
+            return ExpertStream(answered, first, stream, deadline, breaker)
         tried = "; ".join(f"{attempt.expert}: {attempt.error}" for attempt in attempts) or "every candidate's breaker is open"
         raise ServiceUnavailableError(f"no expert could answer this request ({tried}); retry the request")
 

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter
 
 from services.auth.config import AuthConfig
 from services.auth.keys import KeyRecord, KeyStore, key_hash, looks_like_a_key
 from services.errors import AuthenticationError, PermissionDeniedError, ServiceUnavailableError
+from services.telemetry.metrics import AUTH_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -45,20 +45,12 @@ class Caller:
 ANONYMOUS = Caller(None)
 
 
-class AuthMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.failures = Counter(
-            "coe_auth_failures", "Requests refused by authentication, by reason.", ["reason"], registry=registry
-        )
-
-
 class Authenticator:
     """Checks ``Authorization`` headers for one ingress replica."""
 
-    def __init__(self, settings: AuthConfig, store: KeyStore, metrics: AuthMetrics) -> None:
+    def __init__(self, settings: AuthConfig, store: KeyStore) -> None:
         self._settings = settings
         self._store = store
-        self._metrics = metrics
         self._checked: dict[str, tuple[KeyRecord, float]] = {}  # key hash -> (record, trusted until)
         self._touches: set[asyncio.Task[None]] = set()
 
@@ -117,7 +109,7 @@ class Authenticator:
         task.add_done_callback(self._touches.discard)
 
     def _refuse(self, reason: str) -> None:
-        self._metrics.failures.labels(reason).inc()
+        AUTH_FAILURES.inc(reason=reason)
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -130,5 +122,5 @@ def _bearer(authorization: str | None) -> str | None:
     return value if looks_like_a_key(value) else ""  # "" is a key no store holds: 401 as a wrong key
 
 
-def build_authenticator(settings: AuthConfig, client: Any, registry: CollectorRegistry) -> Authenticator:
-    return Authenticator(settings, KeyStore(settings.namespace, client), AuthMetrics(registry))
+def build_authenticator(settings: AuthConfig, client: Any) -> Authenticator:
+    return Authenticator(settings, KeyStore(settings.namespace, client))

@@ -23,10 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
-
 from services.auth.keys import KeyRecord
 from services.errors import RateLimitedError
+from services.telemetry.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 
 logger = logging.getLogger(__name__)
 
@@ -118,22 +117,13 @@ class LimitState:
         return headers
 
 
-class RateLimitMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.refused = Counter("coe_rate_limited", "Requests refused by a key's rate limit, by limit.", ["limit"], registry=registry)
-        self.fail_open = Counter(
-            "coe_rate_limit_fail_open", "Requests let through unchecked because Redis did not answer the limiter.", registry=registry
-        )
-
-
 class RateLimiter:
     """Admission and correction against a key's buckets; lives in each ingress replica."""
 
-    def __init__(self, namespace: str, client: Any, metrics: RateLimitMetrics) -> None:
+    def __init__(self, namespace: str, client: Any) -> None:
         self._ns = namespace
         self._admit = client.register_script(_ADMIT_SCRIPT)
         self._correct = client.register_script(_CORRECT_SCRIPT)
-        self._metrics = metrics
         self._last_warning = 0.0
 
     def _bucket(self, record: KeyRecord, kind: str) -> str:
@@ -158,7 +148,7 @@ class RateLimiter:
         if int(allowed) == 1:
             return state
         which = refused.decode() if isinstance(refused, bytes) else str(refused)
-        self._metrics.refused.labels(which).inc()
+        RATE_LIMITED.inc(limit=which)
         limit = record.rpm if which == "requests" else record.tpm
         retry_after = max(1, math.ceil(float(wait)))
         raise RateLimitedError(
@@ -177,7 +167,7 @@ class RateLimiter:
             self._failed_open(exc)
 
     def _failed_open(self, exc: BaseException) -> None:
-        self._metrics.fail_open.inc()
+        RATE_LIMIT_FAIL_OPEN.inc()
         now = time.monotonic()
         if now - self._last_warning > 10:  # one line per ten seconds of outage, not one per request
             self._last_warning = now

@@ -1,43 +1,46 @@
-"""Prometheus metrics of the route cache, in a registry of the replica's own."""
+"""The route cache's counts: exported for Prometheus, and kept here for ``/admin/cache/stats``.
+
+The export (``services.telemetry.metrics``) is per replica and read by Prometheus; the stats
+endpoint answers from this replica's own counts, without a Prometheus to ask.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections import Counter
 
 from services.breaker import BreakerState
+from services.telemetry.metrics import (
+    CACHE_BREAKER_STATE,
+    CACHE_CORRUPT_VALUES,
+    CACHE_LOOKUPS,
+    CACHE_REDIS_ERRORS,
+    CACHE_REDIS_SKIPPED,
+    ROUTING_SECONDS,
+)
 
 
 class CacheMetrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.lookups = Counter(
-            "coe_route_cache_lookups", "Route-cache lookups by level and result.", ["level", "result"], registry=self.registry
-        )
-        self.redis_errors = Counter(
-            "coe_route_cache_redis_errors", "Redis calls that failed, by operation and kind.", ["operation", "kind"], registry=self.registry
-        )
-        self.skipped = Counter(
-            "coe_route_cache_redis_skipped", "Redis calls skipped while the breaker was open.", ["operation"], registry=self.registry
-        )
-        self.corrupt = Counter(
-            "coe_route_cache_corrupt_values", "Cached values that did not parse or did not match their key.", registry=self.registry
-        )
-        self.breaker_state = Gauge(
-            "coe_route_cache_breaker_state", "Redis circuit breaker: 0 closed, 1 open, 2 half-open.", registry=self.registry
-        )
-        self.lookup_seconds = Histogram(
-            "coe_route_cache_lookup_seconds",
-            "Time to answer a routing decision, by where it came from.",
-            ["source"],
-            buckets=(0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
-            registry=self.registry,
-        )
+        self.lookups: Counter[tuple[str, str]] = Counter()  # (level, result) -> lookups in this replica
+        self.corrupt_values = 0
+
+    def lookup(self, level: str, result: str) -> None:
+        self.lookups[(level, result)] += 1
+        CACHE_LOOKUPS.inc(level=level, result=result)
+
+    def corrupt(self) -> None:
+        self.corrupt_values += 1
+        CACHE_CORRUPT_VALUES.inc()
+
+    def redis_error(self, operation: str, kind: str) -> None:
+        CACHE_REDIS_ERRORS.inc(operation=operation, kind=kind)
+
+    def skipped(self, operation: str) -> None:
+        CACHE_REDIS_SKIPPED.inc(operation=operation)
 
     def observe(self, source: str, seconds: float) -> None:
-        self.lookup_seconds.labels(source).observe(seconds)
+        """Time to a decision, by where it came from (l1, redis, or miss: computed)."""
+        ROUTING_SECONDS.observe(seconds, source=source)
 
     def breaker_changed(self, state: BreakerState) -> None:
-        self.breaker_state.set(int(state))
-
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        CACHE_BREAKER_STATE.set(int(state))

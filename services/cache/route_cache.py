@@ -95,7 +95,7 @@ class RouteCache:
         if self._client is None:
             return False, None
         if not self._breaker.allow():
-            self.metrics.skipped.labels(operation).inc()
+            self.metrics.skipped(operation)
             return False, None
         try:
             result = await asyncio.wait_for(call(self._client), self._timeout)
@@ -104,7 +104,7 @@ class RouteCache:
             raise
         except Exception as exc:  # timeouts, refused connections, restarts, protocol errors
             kind = "timeout" if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) else exc.__class__.__name__
-            self.metrics.redis_errors.labels(operation, kind).inc()
+            self.metrics.redis_error(operation, kind)
             self._breaker.failure()
             return False, None
         self._breaker.success()
@@ -115,22 +115,22 @@ class RouteCache:
         if self._l1 is not None:
             decision = self._l1.get(key)
             if decision is not None:
-                self.metrics.lookups.labels("l1", "hit").inc()
+                self.metrics.lookup("l1", "hit")
                 return decision, "l1"
-            self.metrics.lookups.labels("l1", "miss").inc()
+            self.metrics.lookup("l1", "miss")
         if self._client is None:
             return None, None
         ok, raw = await self._redis("get", lambda client: client.get(key))
         if not ok or raw is None:
             if ok:
-                self.metrics.lookups.labels("redis", "miss").inc()
+                self.metrics.lookup("redis", "miss")
             return None, None
         decision = self._parse(raw, expected_version)
         if decision is None:
-            self.metrics.corrupt.inc()
-            self.metrics.lookups.labels("redis", "miss").inc()
+            self.metrics.corrupt()
+            self.metrics.lookup("redis", "miss")
             return None, None
-        self.metrics.lookups.labels("redis", "hit").inc()
+        self.metrics.lookup("redis", "hit")
         if self._l1 is not None:
             self._l1[key] = decision
         return decision, "redis"
@@ -191,8 +191,7 @@ class RouteCache:
 
     def stats(self) -> dict[str, Any]:
         def count(level: str, outcome: str) -> float:
-            value = self.metrics.registry.get_sample_value("coe_route_cache_lookups_total", {"level": level, "result": outcome})
-            return value or 0.0
+            return float(self.metrics.lookups[(level, outcome)])
 
         return {
             "enabled": self.config.enabled,
@@ -204,5 +203,5 @@ class RouteCache:
             "l1_misses": count("l1", "miss"),
             "redis_hits": count("redis", "hit"),
             "redis_misses": count("redis", "miss"),
-            "corrupt_values": self.metrics.registry.get_sample_value("coe_route_cache_corrupt_values_total") or 0.0,
+            "corrupt_values": float(self.metrics.corrupt_values),
         }

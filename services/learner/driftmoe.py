@@ -35,6 +35,7 @@ from river import drift, tree
 from torch import nn
 
 from services.learner.config import DriftMoESettings
+from services.telemetry.metrics import LEARNER_DRIFTS
 
 logger = logging.getLogger(__name__)
 
@@ -419,6 +420,7 @@ class DriftMoE:
             logger.debug("DriftMoE: the prequential error fell to %.3f (not a drift)", self.adwin.estimation)
             return
         self.drifts_detected += 1
+        LEARNER_DRIFTS.inc()
         worst = int(np.argmin(self.tree_accuracy))
         logger.warning(
             "DriftMoE: drift detected in the prequential error (detection %d, error estimate %.3f); resetting tree %d "

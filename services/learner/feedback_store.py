@@ -26,6 +26,7 @@ from services.config import AppConfig
 from services.errors import NotFoundError, ServiceUnavailableError
 from services.learner.config import FeedbackOptions
 from services.learner.events import EVENT_FIELD, CompletionRecord, FeedbackEvent, ShadowRequest
+from services.telemetry.metrics import FEEDBACK_RECEIVED
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +179,7 @@ class FeedbackStore:
         if outcome == "unknown":
             raise self._not_found(feedback.id)
         stream_id = stream_id.decode() if isinstance(stream_id, bytes) else None
+        FEEDBACK_RECEIVED.inc(outcome=outcome)
         return FeedbackReceipt(id=feedback.id, accepted=outcome == "accepted", duplicate=outcome == "duplicate", stream_id=stream_id)
 
     def _not_found(self, completion_id: str) -> NotFoundError:

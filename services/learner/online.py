@@ -22,6 +22,7 @@ import numpy as np
 from services.learner.config import LearnerConfig
 from services.learner.checkpoint import RoutingModel
 from services.learner.driftmoe import DriftMoE
+from services.telemetry.metrics import LEARNER_ENTRIES, LEARNER_POLICY_CHANGES
 from services.learner.linucb import LinUCBRouter
 from services.learner.events import FeedbackEvent
 from services.learner.features import FeatureSpace
@@ -81,41 +82,43 @@ class RoutingLearner:
         """Learn what the feedback says; returns what was done, for the counters and the logs."""
         features = event.record.decision.features
         if features is None or len(features) != self.space.dimension:
-            return self._count("feedback_without_features")
+            return self.count("feedback_without_features")
         x = np.asarray(features, dtype=np.float64)
         if event.preferred_expert is not None and event.preferred_expert in self.experts:
             self._learn(x, event.preferred_expert)
-            return self._count("feedback_preferred_expert")
+            return self.count("feedback_preferred_expert")
         served = event.record.expert
         label = event.label()
         if label == "neutral":
-            return self._count("feedback_neutral")
+            return self.count("feedback_neutral")
         if served not in self.experts:
-            return self._count("feedback_unknown_expert")
+            return self.count("feedback_unknown_expert")
         if label == "positive":
             self._learn(x, served)
-            return self._count("feedback_positive")
+            return self.count("feedback_positive")
         learned = self.model.learn_negative(x, served)
-        return self._count("feedback_negative" if learned else "feedback_negative_no_tree")
+        return self.count("feedback_negative" if learned else "feedback_negative_no_tree")
 
     def apply_shadow(self, outcome: ShadowOutcome) -> str:
         """A fully labelled event: the trees learn the best expert, the window gets both policies' rewards."""
         if len(outcome.features) != self.space.dimension:
-            return self._count("shadow_without_features")
+            return self.count("shadow_without_features")
         static_reward = outcome.rewards[outcome.static_expert]
         online_reward = outcome.rewards[outcome.online_expert]
         self.window.append((static_reward, online_reward))
         # DriftMoE learns the best-scoring expert; the bandit every scored expert's reward.
         self.model.learn_rewards(np.asarray(outcome.features, dtype=np.float64), outcome.rewards)
         self.labelled_since_publish += 1
-        return self._count("shadow")
+        return self.count("shadow")
 
     def _learn(self, x: np.ndarray, expert: str) -> None:
         self.model.learn_one(x, expert)
         self.labelled_since_publish += 1
 
-    def _count(self, what: str) -> str:
+    def count(self, what: str) -> str:
+        """Count an outcome for the status and for the exported metrics."""
         self.counts[what] += 1
+        LEARNER_ENTRIES.inc(outcome=what)
         return what
 
     # ------------------------------------------------------------------ promotion
@@ -142,6 +145,7 @@ class RoutingLearner:
 
     def changed(self, change: PolicyChange, revision: int) -> None:
         """Record that the serving policy moved to ``revision``."""
+        LEARNER_POLICY_CHANGES.inc(change=change)
         self.revision = revision
         self.serving = "static" if change == "rollback" else "online"
         self.labelled_since_publish = 0

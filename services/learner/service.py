@@ -305,7 +305,7 @@ class LearnerService:
             raise
         logger.error("learner: entry %s of %s failed %d times and was moved to %s: %s",
                      entry_id, stream, attempts, self.settings.dead_letter_stream, error)
-        self.learner.counts["dead_lettered"] += 1
+        self.learner.count("dead_lettered")
         return True
 
     def _read_again_from_positions(self) -> None:
@@ -315,40 +315,40 @@ class LearnerService:
     def _apply(self, stream: str, entry_id: str, fields: dict[bytes, bytes] | None) -> None:
         """Apply one entry; a malformed or trimmed one is counted and skipped, never fatal."""
         if not fields or EVENT_FIELD.encode() not in fields:
-            self.learner.counts["entry_missing"] += 1
+            self.learner.count("entry_missing")
             return
         raw = fields[EVENT_FIELD.encode()]
         try:
             if stream == self.settings.feedback.stream:
                 event = FeedbackEvent.model_validate_json(raw)
                 if self._stale(event.record.decision.router_version):
-                    self.learner.counts["feedback_stale_router"] += 1
+                    self.learner.count("feedback_stale_router")
                     return
                 outcome = self.learner.apply_feedback(event)
             else:
                 request = ShadowRequest.model_validate_json(raw)
                 if self._stale(request.record.decision.router_version):
-                    self.learner.counts["shadow_stale_router"] += 1
+                    self.learner.count("shadow_stale_router")
                     return
                 outcome = self._apply_shadow(request)
         except (ValidationError, ValueError) as exc:
             logger.warning("learner: entry %s of %s is malformed and skipped: %s", entry_id, stream, exc)
-            self.learner.counts["entry_malformed"] += 1
+            self.learner.count("entry_malformed")
             return
         logger.debug("learner: %s %s → %s", stream, entry_id, outcome)
 
     def _apply_shadow(self, request: ShadowRequest) -> str:
         if self.evaluator is None:
-            return self.learner._count("shadow_without_evaluator")
+            return self.learner.count("shadow_without_evaluator")
         try:
             outcome = self.evaluator.evaluate(request, self.learner)
         except ShadowUnavailable:
-            return self.learner._count("shadow_without_reward_model")
+            return self.learner.count("shadow_without_reward_model")
         except Exception as exc:  # the service or an expert is away: this sample is lost, the learner is not
             logger.warning("learner: shadow evaluation of %s failed: %s", request.completion_id, exc)
-            return self.learner._count("shadow_failed")
+            return self.learner.count("shadow_failed")
         if outcome is None:
-            return self.learner._count("shadow_without_features")
+            return self.learner.count("shadow_without_features")
         return self.learner.apply_shadow(outcome)
 
     def _stale(self, router_version: str | None) -> bool:
@@ -364,7 +364,7 @@ class LearnerService:
         try:
             self._maybe_publish()
         except Exception as exc:
-            self.learner.counts["publish_failed"] += 1
+            self.learner.count("publish_failed")
             if not self._publish_failing:
                 logger.error("learner: publishing the routing policy failed (%s: %s); retrying after later entries",
                              exc.__class__.__name__, exc)

@@ -23,6 +23,7 @@ from services.auth.keys import KeyStore
 from services.cache.connection import sync_client
 from services.config import AppConfig
 from tests.conftest import config_from
+from tests.deployments.scrape import total, wait_for
 
 PUBLIC = {"/healthz", "/readyz"}
 WRONG_KEY = "coe-this-is-not-a-key-of-this-service-0000000000"
@@ -107,10 +108,9 @@ def test_feedback_on_another_keys_completion_is_404_as_if_unknown(base_url: str,
 def test_failed_attempts_are_counted_by_reason(anonymous: httpx.Client, http: Any) -> None:
     anonymous.get("/v1/models")
     anonymous.get("/v1/models", headers={"Authorization": f"Bearer {WRONG_KEY}"})
-    metrics = http.get("/metrics").text
-    for reason in ("missing", "invalid"):
-        line = next(line for line in metrics.splitlines() if line.startswith(f'coe_auth_failures_total{{reason="{reason}"}}'))
-        assert float(line.split()[-1]) >= 1
+    failures = wait_for(http, "ray_coe_auth_failures_total",
+                        lambda found: all(total(found, reason=reason) >= 1 for reason in ("missing", "invalid")))
+    assert {sample.labels["deployment"] for sample in failures} == {"ingress"}
 
 
 # ---------------------------------------------------------------------------------- two replicas

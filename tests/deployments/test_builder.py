@@ -28,7 +28,7 @@ def test_plan_has_one_deployment_per_base_and_remote_plus_ingress(app_config) ->
 def test_options_reserve_fractional_cpus_and_bounded_queues() -> None:
     config = load_config()
     for name, options in deployment_plan(config).items():
-        rendered = deployment_options(options)
+        rendered = deployment_options(options, config.logging)
         assert 0 < rendered["ray_actor_options"]["num_cpus"] < 1, name
         assert rendered["max_queued_requests"] > 0 and rendered["max_ongoing_requests"] > 0
         assert rendered["autoscaling_config"]["max_replicas"] >= rendered["autoscaling_config"]["min_replicas"]

@@ -18,6 +18,7 @@ import pytest
 from services.router.artifact import derive_router_artifact
 from services.router.store import RouterStore
 from services.auth.keys import service_headers
+from tests.deployments.scrape import samples, total, wait_for
 
 COE = str(Path(sys.executable).parent / "coe")
 
@@ -153,17 +154,16 @@ def test_a_corrupt_value_in_redis_is_ignored_and_replaced(http: Any, redis_serve
     assert client.get(key).startswith(b"{")  # rewritten with a good decision
 
 
-def test_metrics_expose_hits_misses_errors_and_breaker(http: Any) -> None:
-    route(http, unique_math())
-    text = http.get("/metrics").text
-    for name in (
-        "coe_route_cache_lookups_total",
-        "coe_route_cache_redis_errors_total",
-        "coe_route_cache_breaker_state",
-        "coe_route_cache_lookup_seconds_bucket",
-    ):
-        assert name in text
-    assert 'coe_route_cache_lookups_total{level="l1",result="hit"}' in text
+def test_metrics_expose_cache_hits_routing_time_and_breaker(http: Any) -> None:
+    text = unique_math()
+    hits_before = total(samples(http, "ray_coe_route_cache_lookups_total"), level="l1", result="hit")
+    route(http, text)
+    route(http, text)  # the second is answered by this replica's L1
+    wait_for(http, "ray_coe_route_cache_lookups_total",
+             lambda found: total(found, level="l1", result="hit") >= hits_before + 1)
+    assert total(samples(http, "ray_coe_routing_seconds_count"), source="miss") >= 1, "computed decisions are timed"
+    breaker = samples(http, "ray_coe_route_cache_breaker_state")
+    assert breaker and all(sample.labels["deployment"] == "ingress" for sample in breaker), "tagged with the deployment"
 
 
 def test_flush_endpoint_validates_its_body(http: Any) -> None:
