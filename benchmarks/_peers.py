@@ -89,14 +89,24 @@ def compare(stage1: Classify, train_texts: Sequence[str], train_labels: Sequence
     results = {"coe_stage1": score("coe_stage1", stage1, texts, labels, speed_texts)}
     for name, build in PEERS.items():
         results[name] = score(name, build(train_texts, train_labels), texts, labels, speed_texts)
-    reference = results["coe_stage1"]
-    table: dict[str, dict[str, Any]] = {}
-    for name, result in results.items():
-        row = result.as_dict()
-        row["vs_stage1"] = {
-            "accuracy": round(result.accuracy - reference.accuracy, 4),
-            "macro_f1": round(result.macro_f1 - reference.macro_f1, 4),
-            **{key: round(value / reference.decisions_per_s[key], 3) for key, value in result.decisions_per_s.items()},
-        }
-        table[name] = row
-    return table
+    reference = results["coe_stage1"].as_dict()
+    return {name: {**result.as_dict(), "vs_stage1": relative_to(result.as_dict(), reference)} for name, result in results.items()}
+
+
+def relative_to(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
+    """A peer's figures against stage 1's: accuracy and macro-F1 as differences, speeds as ratios."""
+    return {
+        "accuracy": round(row["accuracy"] - reference["accuracy"], 4),
+        "macro_f1": round(row["macro_f1"] - reference["macro_f1"], 4),
+        **{key: round(value / reference["decisions_per_s"][key], 3) for key, value in row["decisions_per_s"].items()},
+    }
+
+
+def stage1_classifier(router: Any) -> Classify:
+    """coe-router's stage 1 (through the serving router) as a classifier of single prompts."""
+
+    def classify(texts: list[str]) -> list[str]:
+        decisions = router.decide([router.prepare([{"role": "user", "content": text}]) for text in texts])
+        return [str(decision.category) for decision in decisions]
+
+    return classify

@@ -203,12 +203,16 @@ def run_tasks(tasks: dict[str, functools.partial], jobs: int) -> dict[str, Any]:
     return results
 
 
-def run_drift_benchmark(out: Path, quick: bool, seed: int = 42, jobs: int | None = None, instances: int | None = None) -> dict[str, Any]:
+def run_drift_benchmark(
+    out: Path, quick: bool, seed: int = 42, jobs: int | None = None, instances: int | None = None,
+    feedback_modes: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """Run both parts, write ``out/drift.json`` (plus series and plot), print a table, return the summary.
 
     ``jobs`` (default: one per core, at most one per task) runs the streams and the routing
     simulation side by side; each model's instances/s is then measured on one busy core.
-    ``instances`` overrides the stream length that ``quick`` picks (for smoke runs).
+    ``instances`` overrides the stream length that ``quick`` picks (for smoke runs);
+    ``feedback_modes`` limits the routing simulation to those kinds of feedback (``clean`` is always run).
     """
     prepare_process()
     out.mkdir(parents=True, exist_ok=True)
@@ -218,8 +222,9 @@ def run_drift_benchmark(out: Path, quick: bool, seed: int = 42, jobs: int | None
         raise ValueError(f"instances must be at least 400 (four concepts of 100), got {n_instances}")
     # Slowest first (LED's 24 features make river's naive Bayes leaves the costliest), so jobs end together.
     tasks = {name: functools.partial(run_stream, name, n_instances, seed) for name in sorted(STREAMS, key=_cost_rank)}
+    modes = [mode for mode in FEEDBACK_MODES if feedback_modes is None or mode in feedback_modes or mode == "clean"]
     for policy in POLICIES:
-        for mode in FEEDBACK_MODES:
+        for mode in modes:
             tasks[f"routing_sim:{policy}:{mode}"] = functools.partial(run_sim, quick=quick, seed=seed, policy=policy, feedback=mode)
     started = time.perf_counter()
     results = run_tasks(tasks, jobs)
@@ -230,7 +235,7 @@ def run_drift_benchmark(out: Path, quick: bool, seed: int = 42, jobs: int | None
     streams = {name: results[name] for name in STREAMS}
     for name, stream_curves in curves.items():
         plot_stream(name, stream_curves, n_instances, out / f"drift_{name}.png")
-    feedback = {mode: {policy: results[f"routing_sim:{policy}:{mode}"].figures() for policy in POLICIES} for mode in FEEDBACK_MODES}
+    feedback = {mode: {policy: results[f"routing_sim:{policy}:{mode}"].figures() for policy in POLICIES} for mode in modes}
     summary: dict[str, Any] = {
         "streams": streams,
         "routing_sim": {

@@ -26,7 +26,7 @@ from services.router.loader import RouterFactory
 from services.router.passes import CoalescingPasses
 from services.router.pipeline import PreparedQuery, StaticRouter
 from services.router.store import RouterStore
-from services.telemetry.logs import join_serve_logs
+from services.telemetry.logs import join_serve_logs, request_logger
 from services.telemetry.metrics import ROUTER_BATCH_SIZE, ROUTER_DECISIONS
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class RouterServer:
         (decision,) = await self._passes.run([(router, query)])
         decision = policy.apply(decision, space, self._experts)
         ROUTER_DECISIONS.inc(category=decision.category or "none", expert=decision.expert, policy=decision.policy)
-        logger.info(
+        request_logger().info(
             "routing decision",
             extra={
                 "category": decision.category, "expert": decision.expert, "policy": decision.policy,

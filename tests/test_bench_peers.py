@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from benchmarks._peers import BATCH, PEERS, compare
+from benchmarks._peers import BATCH, PEERS, compare, stage1_classifier
 from router_training.router.data import DATA_DIR, read_examples
 from services.router.routing_input import routing_text
 
@@ -21,11 +21,7 @@ def test_stage1_and_each_peer_are_scored_on_the_same_prompts(static_router: Any)
     train_texts, train_labels = texts_and_labels("train", manifest.taxonomy, manifest.context, 400)
     texts, labels = texts_and_labels("test", manifest.taxonomy, manifest.context, 80)
 
-    def stage1(batch: list[str]) -> list[str]:
-        decisions = static_router.decide([static_router.prepare([{"role": "user", "content": text}]) for text in batch])
-        return [decision.category for decision in decisions]
-
-    table = compare(stage1, train_texts, train_labels, texts, labels, speed_texts=texts[:BATCH * 2])
+    table = compare(stage1_classifier(static_router), train_texts, train_labels, texts, labels, speed_texts=texts[:BATCH * 2])
 
     assert set(table) == {"coe_stage1", *PEERS}
     chance = 1 / len(set(labels))

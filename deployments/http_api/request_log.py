@@ -9,16 +9,16 @@ prompt and the completion are in it only with ``logging.include_text: true``.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.experts.generation import GenerationEvent
 from services.router.decision import RouteDecision
+from services.telemetry.logs import request_logger
 from services.telemetry.metrics import REQUEST_SECONDS, REQUESTS, TIME_TO_FIRST_TOKEN_SECONDS, TOKENS
 
-logger = logging.getLogger(__name__)
+requests_log = request_logger()
 
 NONE = "none"  # the label value of a request that never got that far (no decision, no expert)
 
@@ -71,7 +71,7 @@ class RequestRecord:
         if self.final is not None:
             TOKENS.inc(self.final.prompt_tokens, expert=expert, direction="prompt")
             TOKENS.inc(self.final.completion_tokens, expert=expert, direction="completion")
-        logger.info("request finished", extra=self._fields(status, outcome, error, ended))
+        requests_log.info("request finished", extra=self._fields(status, outcome, error, ended))
 
     def _fields(self, status: int, outcome: str, error: str | None, ended: float) -> dict[str, Any]:
         decision = self.decision

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from router_training.router.data import EXTERNAL_FILE, Example, read_examples
 from services.router.ood import REASON as OUT_OF_DISTRIBUTION
+from services.router.decision import RouteDecision
 from services.router.pipeline import EmbeddedTexts, StaticRouter
 
 BATCH = 64
@@ -51,36 +52,51 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def evaluate_router(
+def decide_examples(
     router: StaticRouter, examples: list[Example], label: str = "prompts", embeddings: np.ndarray | None = None
-) -> dict[str, Any]:
-    """Figures for ``examples`` overall, for in-scope and out-of-scope prompts, per category and
-    per ``kind`` (when the rows name one). ``embeddings``: the rows already embedded by this
-    router's embedder (training has them), so they are not embedded twice."""
-    rows: list[dict[str, Any]] = []
+) -> list[RouteDecision]:
+    """The serving decision for every example, in batches. ``embeddings``: the rows already
+    embedded by this router's embedder (training has them), so they are not embedded twice."""
+    decisions: list[RouteDecision] = []
     progress = tqdm(total=len(examples), desc=f"evaluating on {label}", unit="prompt")
     for start in range(0, len(examples), BATCH):
         chunk = examples[start : start + BATCH]
         queries = [router.prepare(example.messages) for example in chunk]
         if embeddings is None:
-            decisions = router.decide(queries)
+            decisions += router.decide(queries)
         else:
             texts = [query.text for query in queries]
             embedded = EmbeddedTexts(embeddings[start : start + len(chunk)], router.embedder.too_long(texts))
-            decisions = router.decide_embedded(queries, embedded)
-        for example, decision in zip(chunk, decisions):
-            right_expert = router.expert_for(example.category) if example.in_scope else router.general_expert
-            rows.append({
-                "category": example.category,
-                "kind": example.kind,
-                "in_scope": example.in_scope,
-                "category_right": decision.category == example.category,
-                "expert_right": decision.expert == right_expert,
-                "fallback": decision.uncertain,
-                "ood": decision.reason == OUT_OF_DISTRIBUTION,
-            })
+            decisions += router.decide_embedded(queries, embedded)
         progress.update(len(chunk))
     progress.close()
+    return decisions
+
+
+def right_expert(router: StaticRouter, example: Example) -> str:
+    """The expert a confident decision for the example's true category gets; the general expert out of scope."""
+    return router.expert_for(example.category) if example.in_scope else router.general_expert
+
+
+def evaluate_router(
+    router: StaticRouter, examples: list[Example], label: str = "prompts", embeddings: np.ndarray | None = None,
+    decisions: list[RouteDecision] | None = None,
+) -> dict[str, Any]:
+    """Figures for ``examples`` overall, for in-scope and out-of-scope prompts, per category and
+    per ``kind`` (when the rows name one); ``decisions`` when they are made already."""
+    if decisions is None:
+        decisions = decide_examples(router, examples, label, embeddings)
+    rows: list[dict[str, Any]] = []
+    for example, decision in zip(examples, decisions, strict=True):
+        rows.append({
+            "category": example.category,
+            "kind": example.kind,
+            "in_scope": example.in_scope,
+            "category_right": decision.category == example.category,
+            "expert_right": decision.expert == right_expert(router, example),
+            "fallback": decision.uncertain,
+            "ood": decision.reason == OUT_OF_DISTRIBUTION,
+        })
     by_category: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:

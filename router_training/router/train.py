@@ -101,16 +101,23 @@ def more_often_wrong_below(confidence: np.ndarray, correct: np.ndarray) -> float
     return float(confidence[order][best]) if best > 0 else 0.0
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Top-category confidence against accuracy in equal-width confidence bins (the reliability
+    diagram); empty bins are left out."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
+    rows = []
     for low, high in zip(edges[:-1], edges[1:]):
         inside = (confidence > low) & (confidence <= high)
         if inside.any():
-            total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)
+            rows.append({"low": float(low), "high": float(high), "share": float(inside.mean()),
+                         "confidence": float(confidence[inside].mean()), "accuracy": float(correct[inside].mean())})
+    return rows
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    return float(sum(row["share"] * abs(row["accuracy"] - row["confidence"]) for row in reliability_bins(probabilities, labels, bins)))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -139,7 +146,7 @@ def evaluate(probabilities: np.ndarray, labels: np.ndarray, categories: tuple[st
     }
 
 
-def plot_confusion(metrics: dict[str, Any], categories: tuple[str, ...], path: Path) -> None:
+def plot_confusion(metrics: dict[str, Any], categories: tuple[str, ...], path: Path, data: str = "the test split") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,7 +161,7 @@ def plot_confusion(metrics: dict[str, Any], categories: tuple[str, ...], path: P
         axis.text(column, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
     axis.set_xlabel("predicted")
     axis.set_ylabel("true category")
-    axis.set_title(f"Router on the test split: accuracy {metrics['accuracy']:.1%}")
+    axis.set_title(f"Router on {data}: accuracy {metrics['accuracy']:.1%}")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)

@@ -1,0 +1,232 @@
+"""One benchmark report: routing quality, peers side by side, overhead, batching and DriftMoE.
+
+    coe bench report [--quick] [--data FILE] --out DIR
+
+It runs, in one go and on this machine:
+
+1. **Routing quality** (``_routing_quality``) on each labelled JSONL (``{"text"|"messages",
+   "category"}``; default: the test split and the external set): accuracy, macro-F1, recall per
+   category, the confusion matrix, calibration (ECE, reliability diagram), the fallback rate at
+   the configured τ and the share of prompts reaching the right expert.
+2. **Peers** (``_peers``, and ``semantic-router`` in a virtual environment of its own) on the
+   first data set, fitted on the train split: accuracy, macro-F1 and decisions/s at batch 1 and
+   32, each against coe-router's stage 1 in the same run. A peer that cannot be built keeps its
+   row, with the reason.
+3. **Overhead** (``overhead``: its own app on a free port) and **batching** (``batching``: the
+   same expert at 1, 2, 4 and 8 requests in flight, against one at a time).
+4. **DriftMoE** (``drift``): the streams against ARF and HAT, and the routing simulation.
+
+Writes ``DIR/report.json`` (every figure), ``DIR/report.md`` (a summary naming the machine and
+the date) and the PNG plots. ``--quick`` shortens every part (about ten minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from _report import machine
+from tqdm.auto import tqdm
+
+SECTIONS = ("routing", "peers", "overhead", "batching", "drift")
+QUICK_DRIFT_INSTANCES = 4_000
+QUICK_PEER_PROMPTS = 240  # prompts timed per peer in --quick (all of them are scored)
+
+
+def load_data(router: Any, data: Path | None) -> dict[str, list[Any]]:
+    from router_training.router.data import DATA_DIR, read_examples
+    from router_training.router.evaluate import read_external
+
+    taxonomy = tuple(router.artifact.manifest.taxonomy)
+    if data is not None:
+        return {data.name: read_examples(data, taxonomy)}
+    sets = {"test split": read_examples(DATA_DIR / "test.jsonl", taxonomy)}
+    external = read_external(taxonomy)
+    if external is not None:
+        sets["external set"] = external
+    return sets
+
+
+def routing_section(router: Any, sets: dict[str, list[Any]], out: Path) -> dict[str, Any]:
+    from _routing_quality import plot_quality, routing_quality
+
+    taxonomy = tuple(router.artifact.manifest.taxonomy)
+    results = {}
+    for index, (name, examples) in enumerate(sets.items()):
+        result = routing_quality(router, examples, name)
+        result["plots"] = [path.name for path in plot_quality(result, taxonomy, out, f"routing_{index}")]
+        results[name] = result
+    return results
+
+
+def peers_section(router: Any, sets: dict[str, list[Any]], quick: bool) -> dict[str, Any]:
+    from _peers import compare, relative_to, stage1_classifier
+    from _semantic_router_peer import semantic_router_peer
+
+    from router_training.router.data import DATA_DIR, read_examples
+    from services.router.routing_input import routing_text
+
+    manifest = router.artifact.manifest
+    name, examples = next(iter(sets.items()))
+    in_scope = [example for example in examples if example.in_scope]
+    train = [example for example in read_examples(DATA_DIR / "train.jsonl", tuple(manifest.taxonomy)) if example.in_scope]
+
+    def text(example: Any) -> str:
+        return routing_text(example.messages, manifest.context)[0]
+
+    train_texts, train_labels = [text(example) for example in train], [example.category for example in train]
+    texts, labels = [text(example) for example in in_scope], [example.category for example in in_scope]
+    speed_texts = texts[:QUICK_PEER_PROMPTS] if quick else texts
+    table = compare(stage1_classifier(router), train_texts, train_labels, texts, labels, speed_texts)
+    semantic = semantic_router_peer(train_texts, train_labels, texts, labels, speed_texts)
+    if "error" not in semantic:
+        semantic["vs_stage1"] = relative_to(semantic, table["coe_stage1"])
+    table["semantic_router"] = semantic
+    return {"data": name, "prompts": len(texts), "timed_prompts": len(speed_texts), "train_prompts": len(train_texts), "peers": table}
+
+
+def overhead_section(quick: bool) -> dict[str, Any]:
+    from overhead import run
+
+    with tempfile.TemporaryDirectory(prefix="coe-report-overhead-") as work:
+        return run(quick=quick, clients=32 if quick else 64, work=Path(work))
+
+
+def batching_section(quick: bool) -> dict[str, Any]:
+    from batching import run
+
+    from deployments.local import free_port, running_app
+    from services.config import load_config
+
+    with running_app(load_config(), port=free_port()) as url:
+        return run(url, "smollm2", 8, 16 if quick else 64, [1, 2, 4, 8])
+
+
+def drift_section(out: Path, quick: bool) -> dict[str, Any]:
+    from drift import run_drift_benchmark
+
+    if quick:
+        return run_drift_benchmark(out, quick=True, instances=QUICK_DRIFT_INSTANCES, feedback_modes=("clean", "noisy"))
+    return run_drift_benchmark(out, quick=False)
+
+
+def run_report(out: Path, quick: bool, data: Path | None, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
+    from deployments.cli.route import load_router
+
+    out.mkdir(parents=True, exist_ok=True)
+    router = load_router(None, None)
+    sets = load_data(router, data)
+    steps: dict[str, Callable[[], dict[str, Any]]] = {
+        "routing": lambda: routing_section(router, sets, out),
+        "peers": lambda: peers_section(router, sets, quick),
+        "overhead": lambda: overhead_section(quick),
+        "batching": lambda: batching_section(quick),
+        "drift": lambda: drift_section(out, quick),
+    }
+    report: dict[str, Any] = {
+        "machine": machine(), "date": dt.date.today().isoformat(), "quick": quick, "router_version": router.version,
+        "seconds": {},
+    }
+    for name in tqdm([name for name in SECTIONS if name in sections], desc="report sections", unit="section"):
+        started = time.perf_counter()
+        report[name] = steps[name]()
+        report["seconds"][name] = round(time.perf_counter() - started, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    return report
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# coe-router benchmark report",
+        "",
+        f"Measured on {report['machine']['cpu']}, {report['machine']['cores']} cores, Python {report['machine']['python']}, "
+        f"on {report['date']}{' (quick mode)' if report['quick'] else ''}; router version `{report['router_version']}`. "
+        "Every timing is also given as a ratio to a baseline measured in the same run.",
+    ]
+    if "routing" in report:
+        lines += ["", "## Routing quality", "",
+                  "| data | prompts | accuracy | macro-F1 | ECE | fallback (in scope / out of scope) | right expert |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in report["routing"].items():
+            lines.append(
+                f"| {name} | {row['prompts']} | {_pct(row['accuracy'])} | {row['macro_f1']:.3f} | {row['expected_calibration_error']:.3f} | "
+                f"{_pct(row['fallback_rate_in_scope'])} / {_pct(row['fallback_rate_out_of_scope'])} | {_pct(row['right_expert'])} |"
+            )
+        for name, row in report["routing"].items():
+            recalls = ", ".join(f"{category} {value:.2f}" for category, value in row["recall"].items())
+            lines += ["", f"Recall per category, {name}: {recalls}. τ = {row['confidence_threshold']:.3f}.", ""]
+            lines += [f"![{name}: {plot}]({plot})" for plot in row["plots"]]
+    if "peers" in report:
+        peers = report["peers"]
+        lines += ["", "## Peers on the same prompts", "",
+                  f"{peers['prompts']} in-scope prompts of the {peers['data']} (decisions/s over {peers['timed_prompts']}); "
+                  f"peers fitted on the train split's {peers['train_prompts']} prompts.", "",
+                  "| classifier | accuracy | macro-F1 | decisions/s, batch 1 | batch 32 | vs stage 1 (accuracy, batch 1, batch 32) |",
+                  "|---|---|---|---|---|---|"]
+        for name, row in peers["peers"].items():
+            if "error" in row:
+                lines.append(f"| {name} | not measured: {row['error']} | | | | |")
+                continue
+            speed, versus = row["decisions_per_s"], row.get("vs_stage1", {})
+            lines.append(
+                f"| {name} | {_pct(row['accuracy'])} | {row['macro_f1']:.3f} | {speed['batch_1']:,.0f} | {speed['batch_32']:,.0f} | "
+                f"{versus.get('accuracy', 0):+.3f}, ×{versus.get('batch_1', 1):.2f}, ×{versus.get('batch_32', 1):.2f} |"
+            )
+        lines += [""] + [f"- {name} {row.get('version', '')}: {row['notes']}" for name, row in peers["peers"].items() if row.get("notes")]
+    if "overhead" in report:
+        overhead = report["overhead"]
+        one = overhead["one_client_p50_ms"]
+        lines += ["", "## Route-path overhead", "",
+                  f"One client, p50: `/healthz` {one['healthz']:.1f} ms, route hit {one['route_hit']:.1f} ms, route miss "
+                  f"{one['route_miss']:.1f} ms (the bare embedding pass: {one['embedding_in_process']:.1f} ms). "
+                  f"{overhead['clients']} clients: misses {overhead['misses']['per_s']:.0f}/s (in-process batched: "
+                  f"{overhead['misses']['in_process_batched_per_s']:.0f}/s), hits {overhead['hits']['per_s']:.0f}/s.", "",
+                  "| goal | ratio | met |", "|---|---|---|"]
+        lines += [f"| {goal} | {row['ratio']} | {'yes' if row['met'] else 'no'} |" for goal, row in overhead["goals"].items()]
+    if "batching" in report:
+        lines += ["", "## Batching", "", "| in flight | tokens/s | vs one at a time |", "|---|---|---|"]
+        lines += [f"| {row['concurrency']} | {row['tokens_per_s']:.1f} | ×{row['speedup_vs_sequential']:.2f} |"
+                  for row in report["batching"]["results"]]
+    if "drift" in report:
+        streams = report["drift"]["streams"]
+        lines += ["", "## DriftMoE", "", "| stream | DriftMoE | ARF | HAT | DriftMoE/s | ARF/s (ratio) |", "|---|---|---|---|---|---|"]
+        for name, row in streams.items():
+            lines.append(f"| {name} | {row['driftmoe']:.3f} | {row['arf']:.3f} | {row['hat']:.3f} | {row['driftmoe_ips']:.0f} | "
+                         f"{row['arf_ips']:.0f} (×{row['driftmoe_ips'] / row['arf_ips']:.2f}) |")
+        sim = report["drift"]["routing_sim"]
+        lines += ["", f"Routing simulation: events to recover after the change, DriftMoE {sim['recovery_events']}, "
+                  f"bandit {sim['bandit_recovery_events']}.", ""]
+        lines += [f"![{name}](drift_{name}.png)" for name in streams]
+    seconds = ", ".join(f"{name} {value:.0f} s" for name, value in report["seconds"].items())
+    lines += ["", f"Time per section: {seconds}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="Shorter runs of every section (about ten minutes on 2 cores).")
+    parser.add_argument("--data", type=Path, help='Labelled JSONL ({"text"|"messages", "category"}) for routing quality and peers.')
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"Comma-separated subset of {', '.join(SECTIONS)}.")
+    parser.add_argument("--out", type=Path, required=True, help="Directory for report.md, report.json and the plots.")
+    args = parser.parse_args(argv)
+    sections = tuple(name.strip() for name in args.sections.split(",") if name.strip())
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
+    run_report(args.out, args.quick, args.data, sections)
+    print(f"wrote {args.out / 'report.md'} and {args.out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
