@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +37,20 @@ from tqdm.auto import tqdm
 
 SECTIONS = ("routing", "peers", "overhead", "batching", "drift")
 QUICK_DRIFT_INSTANCES = 4_000
-QUICK_PEER_PROMPTS = 240  # prompts timed per peer in --quick (all of them are scored)
+
+
+@dataclass(frozen=True)
+class PeerSizes:
+    """How much of the data the peers see: ``None`` is all of it."""
+
+    train_prompts: int | None = None  # of the train split, to fit the peers
+    prompts: int | None = None  # scored
+    timed_prompts: int | None = None  # timed at batch 1 and 32
+    semantic_router: bool = True  # build (or reuse) its venv and run it; else its row says it was skipped
+
+    @classmethod
+    def quick(cls) -> "PeerSizes":
+        return cls(timed_prompts=240)
 
 
 def load_data(router: Any, data: Path | None) -> dict[str, list[Any]]:
@@ -64,7 +79,7 @@ def routing_section(router: Any, sets: dict[str, list[Any]], out: Path) -> dict[
     return results
 
 
-def peers_section(router: Any, sets: dict[str, list[Any]], quick: bool) -> dict[str, Any]:
+def peers_section(router: Any, sets: dict[str, list[Any]], sizes: PeerSizes) -> dict[str, Any]:
     from _peers import compare, relative_to, stage1_classifier
     from _semantic_router_peer import semantic_router_peer
 
@@ -73,17 +88,19 @@ def peers_section(router: Any, sets: dict[str, list[Any]], quick: bool) -> dict[
 
     manifest = router.artifact.manifest
     name, examples = next(iter(sets.items()))
-    in_scope = [example for example in examples if example.in_scope]
+    in_scope = [example for example in examples if example.in_scope][: sizes.prompts]
     train = [example for example in read_examples(DATA_DIR / "train.jsonl", tuple(manifest.taxonomy)) if example.in_scope]
+    train = random.Random(0).sample(train, min(len(train), sizes.train_prompts or len(train)))
 
     def text(example: Any) -> str:
         return routing_text(example.messages, manifest.context)[0]
 
     train_texts, train_labels = [text(example) for example in train], [example.category for example in train]
     texts, labels = [text(example) for example in in_scope], [example.category for example in in_scope]
-    speed_texts = texts[:QUICK_PEER_PROMPTS] if quick else texts
+    speed_texts = texts[: sizes.timed_prompts]
     table = compare(stage1_classifier(router), train_texts, train_labels, texts, labels, speed_texts)
-    semantic = semantic_router_peer(train_texts, train_labels, texts, labels, speed_texts)
+    semantic = (semantic_router_peer(train_texts, train_labels, texts, labels, speed_texts) if sizes.semantic_router
+                else {"error": "skipped in this run (its virtual environment was not built)"})
     if "error" not in semantic:
         semantic["vs_stage1"] = relative_to(semantic, table["coe_stage1"])
     table["semantic_router"] = semantic
@@ -115,15 +132,22 @@ def drift_section(out: Path, quick: bool) -> dict[str, Any]:
     return run_drift_benchmark(out, quick=False)
 
 
-def run_report(out: Path, quick: bool, data: Path | None, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
+def run_report(
+    out: Path, quick: bool, data: Path | None, sections: tuple[str, ...] = SECTIONS, *, router: Any = None,
+    peer_sizes: PeerSizes | None = None,
+) -> dict[str, Any]:
+    """Run ``sections`` and write the report; ``router``: the serving router to judge (default:
+    the config's current version), ``peer_sizes``: how much data the peers see (default: all,
+    or ``PeerSizes.quick()``)."""
     from deployments.cli.route import load_router
 
     out.mkdir(parents=True, exist_ok=True)
-    router = load_router(None, None)
+    router = router or load_router(None, None)
     sets = load_data(router, data)
+    sizes = peer_sizes or (PeerSizes.quick() if quick else PeerSizes())
     steps: dict[str, Callable[[], dict[str, Any]]] = {
         "routing": lambda: routing_section(router, sets, out),
-        "peers": lambda: peers_section(router, sets, quick),
+        "peers": lambda: peers_section(router, sets, sizes),
         "overhead": lambda: overhead_section(quick),
         "batching": lambda: batching_section(quick),
         "drift": lambda: drift_section(out, quick),
