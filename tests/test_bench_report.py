@@ -1,4 +1,5 @@
-"""A reduced ``coe bench report``: the routing-quality and peer sections on a small labelled file."""
+"""A reduced ``coe bench report``: the routing-quality and peer sections on a small labelled file
+(stage 1 and the peers scored on the same prompts)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,15 @@ def test_the_reduced_report_writes_every_file_of_its_sections(
     peers = report["peers"]["peers"]
     assert set(peers) == {"coe_stage1", "knn_minilm", "tfidf_logreg", "semantic_router"}
     assert "skipped" in peers["semantic_router"]["error"], "a peer that was not run keeps its row, saying why"
+    chance = 1 / 8
+    for name in ("coe_stage1", "knn_minilm", "tfidf_logreg"):
+        row = peers[name]
+        assert 3 * chance < row["accuracy"] <= 1 and 0 < row["macro_f1"] <= 1, f"{name} classifies far better than chance"
+        assert set(row["decisions_per_s"]) == {"batch_1", "batch_32"} and min(row["decisions_per_s"].values()) > 0
+    assert peers["coe_stage1"]["vs_stage1"] == {"accuracy": 0.0, "macro_f1": 0.0, "batch_1": 1.0, "batch_32": 1.0}
+    knn, stage1 = peers["knn_minilm"], peers["coe_stage1"]
+    assert knn["vs_stage1"]["batch_1"] == round(knn["decisions_per_s"]["batch_1"] / stage1["decisions_per_s"]["batch_1"], 3)
+    assert knn["vs_stage1"]["accuracy"] == round(knn["accuracy"] - stage1["accuracy"], 4)
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert report["machine"]["cpu"] in markdown and "semantic_router | not measured: skipped" in markdown
     assert "](routing_0_reliability.png)" in markdown
