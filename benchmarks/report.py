@@ -8,13 +8,16 @@ It runs, in one go and on this machine:
    "category"}``; default: the test split and the external set): accuracy, macro-F1, recall per
    category, the confusion matrix, calibration (ECE, reliability diagram), the fallback rate at
    the configured τ and the share of prompts reaching the right expert.
-2. **Peers** (``_peers``, and ``semantic-router`` in a virtual environment of its own) on the
+2. **Quality against cost**: every expert answers the same held-out prompts (the mapping job's
+   scoring: checks where a category has them, the reward model elsewhere); the routed quality as
+   λ, the budget and τ move, beside each expert alone and the per-prompt oracle.
+3. **Peers** (``_peers``, and ``semantic-router`` in a virtual environment of its own) on the
    first data set, fitted on the train split: accuracy, macro-F1 and decisions/s at batch 1 and
    32, each against coe-router's stage 1 in the same run. A peer that cannot be built keeps its
    row, with the reason.
-3. **Overhead** (``overhead``: its own app on a free port) and **batching** (``batching``: the
+4. **Overhead** (``overhead``: its own app on a free port) and **batching** (``batching``: the
    same expert at 1, 2, 4 and 8 requests in flight, against one at a time).
-4. **DriftMoE** (``drift``): the streams against ARF and HAT, and the routing simulation.
+5. **DriftMoE** (``drift``): the streams against ARF and HAT, and the routing simulation.
 
 Writes ``DIR/report.json`` (every figure), ``DIR/report.md`` (a summary naming the machine and
 the date) and the PNG plots. ``--quick`` shortens every part (about ten minutes on 2 cores).
@@ -35,8 +38,9 @@ from typing import Any, Callable
 from _report import machine
 from tqdm.auto import tqdm
 
-SECTIONS = ("routing", "peers", "overhead", "batching", "drift")
+SECTIONS = ("routing", "peers", "quality_cost", "overhead", "batching", "drift")
 QUICK_DRIFT_INSTANCES = 4_000
+QUICK_PER_CATEGORY, FULL_PER_CATEGORY = 3, 12  # prompts per category every expert answers (quality vs cost)
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,51 @@ def peers_section(router: Any, sets: dict[str, list[Any]], sizes: PeerSizes) -> 
     return {"data": name, "prompts": len(texts), "timed_prompts": len(speed_texts), "train_prompts": len(train_texts), "peers": table}
 
 
+def quality_cost_section(router: Any, out: Path, quick: bool) -> dict[str, Any]:
+    """Every expert answers the same held-out prompts (verifiable tasks where a category has
+    checks, test-split prompts judged by the reward model elsewhere: the mapping job's scoring);
+    the router then picks per prompt as λ, the budget and τ move. Each expert alone and the
+    per-prompt oracle are the reference points."""
+    from dataclasses import asdict
+
+    from router_training.mapping.job import as_example, sample_prompts, sample_tasks, score_experts
+    from router_training.pipeline.report import plot_quality_cost
+    from router_training.pipeline.run import TAUS
+    from router_training.pipeline.sweep import budget_sweep, default_lambdas, references, sweep
+    from router_training.router.data import DATA_DIR, read_examples
+    from router_training.verifiable.tasks import read_tasks
+    from services.artifacts import MANIFEST_NAME, signing_key
+    from services.config import load_config
+    from services.experts.costs import resolve_costs
+    from services.rewards.model import RewardModel
+
+    config = load_config()
+    assert config.router is not None
+    folder = Path(config.training.reward_model)
+    if not (folder / MANIFEST_NAME).is_file():
+        return {"error": f"no reward model in {folder} to judge the answers (`make reward` trains one)"}
+    per_category = QUICK_PER_CATEGORY if quick else FULL_PER_CATEGORY
+    categories = tuple(router.artifact.manifest.taxonomy)
+    tasks = sample_tasks(read_tasks(split="heldout"), per_category)
+    checked = {task.category for task in tasks}
+    judged = sample_prompts(read_examples(DATA_DIR / "test.jsonl", categories), tuple(c for c in categories if c not in checked), per_category)
+    options = config.training.mapping
+    result, _ = score_experts(
+        config, RewardModel.load(folder, key=signing_key(config)), [as_example(task) for task in tasks] + judged,
+        [*tasks, *([None] * len(judged))], max_tokens=options.max_tokens, checked_max_tokens=options.checked_max_tokens,
+    )
+    costs = resolve_costs(config)
+    points = sweep(router, result, costs, default_lambdas(router), list(TAUS))
+    budgets = budget_sweep(router, result, costs, router.artifact.manifest.category_shares)
+    anchors = references(result, costs)
+    plot_quality_cost(points, budgets, anchors, out / "quality_vs_cost.png")
+    return {
+        "prompts": len(result.examples), "per_category": per_category, "checked_categories": sorted(checked),
+        "lambda_and_tau": [asdict(point) for point in points], "budget": [asdict(point) for point in budgets],
+        "references": [asdict(point) for point in anchors], "plot": "quality_vs_cost.png",
+    }
+
+
 def overhead_section(quick: bool) -> dict[str, Any]:
     from overhead import run
 
@@ -148,6 +197,7 @@ def run_report(
     steps: dict[str, Callable[[], dict[str, Any]]] = {
         "routing": lambda: routing_section(router, sets, out),
         "peers": lambda: peers_section(router, sets, sizes),
+        "quality_cost": lambda: quality_cost_section(router, out, quick),
         "overhead": lambda: overhead_section(quick),
         "batching": lambda: batching_section(quick),
         "drift": lambda: drift_section(out, quick),
@@ -207,6 +257,18 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"{versus.get('accuracy', 0):+.3f}, ×{versus.get('batch_1', 1):.2f}, ×{versus.get('batch_32', 1):.2f} |"
             )
         lines += [""] + [f"- {name} {row.get('version', '')}: {row['notes']}" for name, row in peers["peers"].items() if row.get("notes")]
+    if "quality_cost" in report:
+        section = report["quality_cost"]
+        lines += ["", "## Quality against cost", ""]
+        if "error" in section:
+            lines.append(f"Not measured: {section['error']}.")
+        else:
+            lines += [f"{section['prompts']} held-out prompts ({section['per_category']} per category; checked by their tests in "
+                      f"{', '.join(section['checked_categories'])}, judged by the reward model elsewhere), answered by every expert.",
+                      "", "| point | mean quality | mean cost | fallback |", "|---|---|---|---|"]
+            for point in [*section["references"], *section["lambda_and_tau"]]:
+                lines.append(f"| {point['label']} | {point['quality']:.3f} | {point['cost']:.3f} | {point['fallback_share']:.1%} |")
+            lines += ["", f"![quality against cost]({section['plot']})"]
     if "overhead" in report:
         overhead = report["overhead"]
         one = overhead["one_client_p50_ms"]
