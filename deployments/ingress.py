@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 ROUTER_DEPLOYMENT = "router"
 READY_PROBE_S = 10
+CLIENT_CLOSED_REQUEST = 499  # the status a request the client abandoned is counted under
 
 
 class Ingress:
@@ -102,6 +103,9 @@ class Ingress:
             if attribute != "chat_completions":
                 request.state.limits = await self._gate.charge(caller)
             response = await getattr(self, attribute)(request)
+        except asyncio.CancelledError:  # the client left before the answer: nginx's "client closed request"
+            record.finish(CLIENT_CLOSED_REQUEST, outcome="cancelled")
+            raise
         except Exception as exc:
             error = as_coe_error(exc)
             record.finish(error.status_code, outcome="error", error=error.code)
