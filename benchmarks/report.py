@@ -118,7 +118,7 @@ def quality_cost_section(router: Any, out: Path, quick: bool) -> dict[str, Any]:
     per-prompt oracle are the reference points."""
     from dataclasses import asdict
 
-    from router_training.mapping.job import as_example, sample_prompts, sample_tasks, score_experts
+    from router_training.mapping.job import checked_and_judged, score_experts
     from router_training.pipeline.report import plot_quality_cost
     from router_training.pipeline.run import TAUS
     from router_training.pipeline.sweep import budget_sweep, default_lambdas, references, sweep
@@ -136,13 +136,14 @@ def quality_cost_section(router: Any, out: Path, quick: bool) -> dict[str, Any]:
         return {"error": f"no reward model in {folder} to judge the answers (`make reward` trains one)"}
     per_category = QUICK_PER_CATEGORY if quick else FULL_PER_CATEGORY
     categories = tuple(router.artifact.manifest.taxonomy)
-    tasks = sample_tasks(read_tasks(split="heldout"), per_category)
-    checked = {task.category for task in tasks}
-    judged = sample_prompts(read_examples(DATA_DIR / "test.jsonl", categories), tuple(c for c in categories if c not in checked), per_category)
+    examples, tasks = checked_and_judged(
+        read_tasks(split="heldout"), read_examples(DATA_DIR / "test.jsonl", categories), categories, per_category
+    )
+    checked = {task.category for task in tasks if task is not None}
     options = config.training.mapping
     result, _ = score_experts(
-        config, RewardModel.load(folder, key=signing_key(config)), [as_example(task) for task in tasks] + judged,
-        [*tasks, *([None] * len(judged))], max_tokens=options.max_tokens, checked_max_tokens=options.checked_max_tokens,
+        config, RewardModel.load(folder, key=signing_key(config)), examples, tasks,
+        max_tokens=options.max_tokens, checked_max_tokens=options.checked_max_tokens,
     )
     costs = resolve_costs(config)
     points = sweep(router, result, costs, default_lambdas(router), list(TAUS))

@@ -207,7 +207,7 @@ class Ingress:
             return resolve_explicit(self._config, request.model)
         if self._router is None:
             return resolve_default(self._config)
-        messages = [{"role": message.role, "content": message.text()} for message in request.messages]
+        messages = request.plain_messages()
         deadline = deadline or Deadline(self._config.ingress.timeouts)
         try:
             return await deadline.bounded(
@@ -326,7 +326,7 @@ class Ingress:
             deadline = Deadline(self._config.ingress.timeouts)
             record: RequestRecord = request.state.record
             if record.include_text:
-                record.prompt = [{"role": message.role, "content": message.text()} for message in chat.messages]
+                record.prompt = chat.plain_messages()
             decision = await self.route(chat, deadline)
             record.routed(decision)
             answer = await self._calls.open(chat, decision, deadline, routed=chat.model == AUTO_MODEL)

@@ -30,6 +30,7 @@ from services.telemetry.logs import join_serve_logs, request_logger
 from services.telemetry.metrics import ROUTER_BATCH_SIZE, ROUTER_DECISIONS
 
 logger = logging.getLogger(__name__)
+decisions_log = request_logger()  # one line per computed decision, to the replica's JSON file
 
 
 class RouterServer:
@@ -123,7 +124,7 @@ class RouterServer:
         (decision,) = await self._passes.run([(router, query)])
         decision = policy.apply(decision, space, self._experts)
         ROUTER_DECISIONS.inc(category=decision.category or "none", expert=decision.expert, policy=decision.policy)
-        request_logger().info(
+        decisions_log.info(
             "routing decision",
             extra={
                 "category": decision.category, "expert": decision.expert, "policy": decision.policy,

@@ -84,15 +84,21 @@ def scoring_prompts(
     """The prompts every expert answers, each with its verifiable task where its category has checks."""
     assert config.router is not None
     categories = config.router.categories
-    available = read_tasks(tasks_dir, "scoring")
-    checked = {task.category for task in available}
-    tasks = sample_tasks(available, per_category)
     pool = read_examples(data_dir / "calibration.jsonl", categories)
     if (data_dir / "train.jsonl").is_file():
         pool += read_examples(data_dir / "train.jsonl", categories)  # the classifier's data; the experts never saw it
+    return checked_and_judged(read_tasks(tasks_dir, "scoring"), pool, categories, per_category)
+
+
+def checked_and_judged(
+    available: list[VerifiableTask], pool: list[Example], categories: tuple[str, ...], per_category: int
+) -> tuple[list[Example], list[VerifiableTask | None]]:
+    """``per_category`` prompts per category: verifiable tasks where the category has checks, prompts
+    of ``pool`` (for the reward model to judge) elsewhere; each with its task or None."""
+    checked = {task.category for task in available}
+    tasks = sample_tasks(available, per_category)
     judged = sample_prompts(pool, tuple(c for c in categories if c not in checked), per_category)
-    examples = [as_example(task) for task in tasks] + judged
-    return examples, [*tasks, *([None] * len(judged))]
+    return [as_example(task) for task in tasks] + judged, [*tasks, *([None] * len(judged))]
 
 
 def sample_tasks(tasks: list[VerifiableTask], per_category: int, seed: int = 0) -> list[VerifiableTask]:

@@ -185,6 +185,10 @@ class ChatCompletionRequest(BaseModel):
     def include_usage_chunk(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    def plain_messages(self) -> list[dict[str, str]]:
+        """The conversation as role and text pairs (content parts joined): what the router reads."""
+        return [{"role": message.role, "content": message.text()} for message in self.messages]
+
 
 def check_supported(request: ChatCompletionRequest) -> None:
     """Reject parameters that would silently change meaning if ignored."""
