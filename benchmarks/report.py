@@ -1,6 +1,6 @@
 """One benchmark report: routing quality, peers side by side, overhead, batching and DriftMoE.
 
-    coe bench report [--quick] [--data FILE] --out DIR
+    coe bench report [--quick] [--data FILE] --out DIR [--markdown FILE]
 
 It runs, in one go and on this machine:
 
@@ -20,7 +20,9 @@ It runs, in one go and on this machine:
 5. **DriftMoE** (``drift``): the streams against ARF and HAT, and the routing simulation.
 
 Writes ``DIR/report.json`` (every figure), ``DIR/report.md`` (a summary naming the machine and
-the date) and the PNG plots. ``--quick`` shortens every part (about ten minutes on 2 cores).
+the date; ``--markdown FILE`` puts it elsewhere, its plot links relative to it) and the PNG plots.
+``--quick`` shortens every part (about ten minutes on 2 cores). The committed report is
+``coe bench report --out docs/benchmarks --markdown docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import random
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -184,11 +188,12 @@ def drift_section(out: Path, quick: bool) -> dict[str, Any]:
 
 def run_report(
     out: Path, quick: bool, data: Path | None, sections: tuple[str, ...] = SECTIONS, *, router: Any = None,
-    peer_sizes: PeerSizes | None = None,
+    peer_sizes: PeerSizes | None = None, markdown: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``sections`` and write the report; ``router``: the serving router to judge (default:
     the config's current version), ``peer_sizes``: how much data the peers see (default: all,
-    or ``PeerSizes.quick()``)."""
+    or ``PeerSizes.quick()``), ``markdown``: where the summary goes (default ``out/report.md``;
+    ``docs/benchmarks.md`` for the committed report, its plots then linked as ``benchmarks/…``)."""
     from deployments.cli.route import load_router
 
     out.mkdir(parents=True, exist_ok=True)
@@ -209,18 +214,31 @@ def run_report(
     }
     for name in tqdm([name for name in SECTIONS if name in sections], desc="report sections", unit="section"):
         started = time.perf_counter()
-        report[name] = steps[name]()
+        try:
+            report[name] = steps[name]()
+        except Exception as exc:  # an hour of other sections is not thrown away for one that broke
+            traceback.print_exc()
+            report[name] = {"error": f"{type(exc).__name__}: {exc}"}
         report["seconds"][name] = round(time.perf_counter() - started, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        # Written after every section, so an interrupted run keeps what it measured.
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        write_markdown(report, out, markdown or out / "report.md")
     return report
+
+
+def write_markdown(report: dict[str, Any], out: Path, markdown: Path) -> None:
+    """The summary, its plot links relative to where it is written."""
+    plots = os.path.relpath(out.resolve(), markdown.resolve().parent)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(render_markdown(report, "" if plots == "." else plots + "/"), encoding="utf-8")
 
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: dict[str, Any], plots: str = "") -> str:
+    """``plots``: the folder of the PNGs as seen from the markdown file ("" when beside it)."""
     lines = [
         "# coe-router benchmark report",
         "",
@@ -228,6 +246,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"on {report['date']}{' (quick mode)' if report['quick'] else ''}; router version `{report['router_version']}`. "
         "Every timing is also given as a ratio to a baseline measured in the same run.",
     ]
+    failed = {name: report[name]["error"] for name in SECTIONS if name != "quality_cost" and "error" in report.get(name, {})}
+    report = {name: value for name, value in report.items() if name not in failed}
     if "routing" in report:
         lines += ["", "## Routing quality", "",
                   "| data | prompts | accuracy | macro-F1 | ECE | fallback (in scope / out of scope) | right expert |",
@@ -240,7 +260,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, row in report["routing"].items():
             recalls = ", ".join(f"{category} {value:.2f}" for category, value in row["recall"].items())
             lines += ["", f"Recall per category, {name}: {recalls}. τ = {row['confidence_threshold']:.3f}.", ""]
-            lines += [f"![{name}: {plot}]({plot})" for plot in row["plots"]]
+            lines += [f"![{name}: {plot}]({plots}{plot})" for plot in row["plots"]]
     if "peers" in report:
         peers = report["peers"]
         lines += ["", "## Peers on the same prompts", "",
@@ -269,17 +289,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "", "| point | mean quality | mean cost | fallback |", "|---|---|---|---|"]
             for point in [*section["references"], *section["lambda_and_tau"]]:
                 lines.append(f"| {point['label']} | {point['quality']:.3f} | {point['cost']:.3f} | {point['fallback_share']:.1%} |")
-            lines += ["", f"![quality against cost]({section['plot']})"]
+            lines += ["", f"![quality against cost]({plots}{section['plot']})"]
     if "overhead" in report:
-        overhead = report["overhead"]
-        one = overhead["one_client_p50_ms"]
+        from overhead import table as overhead_table
+
         lines += ["", "## Route-path overhead", "",
-                  f"One client, p50: `/healthz` {one['healthz']:.1f} ms, route hit {one['route_hit']:.1f} ms, route miss "
-                  f"{one['route_miss']:.1f} ms (the bare embedding pass: {one['embedding_in_process']:.1f} ms). "
-                  f"{overhead['clients']} clients: misses {overhead['misses']['per_s']:.0f}/s (in-process batched: "
-                  f"{overhead['misses']['in_process_batched_per_s']:.0f}/s), hits {overhead['hits']['per_s']:.0f}/s.", "",
-                  "| goal | ratio | met |", "|---|---|---|"]
-        lines += [f"| {goal} | {row['ratio']} | {'yes' if row['met'] else 'no'} |" for goal, row in overhead["goals"].items()]
+                  f"Its own app, default config, one ingress replica (router placement `{report['overhead']['router_placement']}`); "
+                  "the in-process figures are the same router and expert without HTTP, measured in the same run.", "",
+                  overhead_table(report["overhead"])]
     if "batching" in report:
         lines += ["", "## Batching", "", "| in flight | tokens/s | vs one at a time |", "|---|---|---|"]
         lines += [f"| {row['concurrency']} | {row['tokens_per_s']:.1f} | ×{row['speedup_vs_sequential']:.2f} |"
@@ -291,9 +308,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {row['driftmoe']:.3f} | {row['arf']:.3f} | {row['hat']:.3f} | {row['driftmoe_ips']:.0f} | "
                          f"{row['arf_ips']:.0f} (×{row['driftmoe_ips'] / row['arf_ips']:.2f}) |")
         sim = report["drift"]["routing_sim"]
-        lines += ["", f"Routing simulation: events to recover after the change, DriftMoE {sim['recovery_events']}, "
-                  f"bandit {sim['bandit_recovery_events']}.", ""]
-        lines += [f"![{name}](drift_{name}.png)" for name in streams]
+        lines += ["", f"Routing simulation (the best expert of two of eight categories changes): regret over the last window "
+                  f"static {sim['static_regret']:.2f}, online {sim['online_regret']:.2f}; events to recover after the change, "
+                  f"DriftMoE {sim['recovery_events']}, bandit {sim['bandit_recovery_events']}.", "",
+                  "| feedback | policy | recovery events (sustained) | regret before the change | at the end |", "|---|---|---|---|---|"]
+        for mode, row in sim["feedback"].items():
+            lines += [f"| {mode} | {policy} | {figures['recovery_events']} ({figures['sustained_recovery_events']}) | "
+                      f"{figures['pre_drift_regret']:.2f} | {figures['final_regret']:.2f} |" for policy, figures in row.items()]
+        lines += ["", f"![routing simulation]({plots}routing_drift.png)", ""]
+        lines += [f"![{name}]({plots}drift_{name}.png)" for name in streams]
+    for name, error in failed.items():
+        lines += ["", f"## {name}: not measured", "", f"The section failed: {error}."]
     seconds = ", ".join(f"{name} {value:.0f} s" for name, value in report["seconds"].items())
     lines += ["", f"Time per section: {seconds}.", ""]
     return "\n".join(lines)
@@ -305,13 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help='Labelled JSONL ({"text"|"messages", "category"}) for routing quality and peers.')
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"Comma-separated subset of {', '.join(SECTIONS)}.")
     parser.add_argument("--out", type=Path, required=True, help="Directory for report.md, report.json and the plots.")
+    parser.add_argument("--markdown", type=Path,
+                        help="Write the summary here instead of OUT/report.md (the committed one: docs/benchmarks.md).")
     args = parser.parse_args(argv)
     sections = tuple(name.strip() for name in args.sections.split(",") if name.strip())
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
-    run_report(args.out, args.quick, args.data, sections)
-    print(f"wrote {args.out / 'report.md'} and {args.out / 'report.json'}")
+    markdown = args.markdown or args.out / "report.md"
+    run_report(args.out, args.quick, args.data, sections, markdown=markdown)
+    print(f"wrote {markdown} and {args.out / 'report.json'}")
     return 0
 
 

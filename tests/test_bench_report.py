@@ -31,7 +31,7 @@ def test_the_reduced_report_writes_every_file_of_its_sections(
     static_router: Any, labelled_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # as `coe bench` runs the scripts
-    from report import PeerSizes, run_report
+    from report import PeerSizes, run_report, write_markdown
 
     out = tmp_path / "report"
     sizes = PeerSizes(train_prompts=300, prompts=50, timed_prompts=32, semantic_router=False)
@@ -64,3 +64,7 @@ def test_the_reduced_report_writes_every_file_of_its_sections(
     markdown = (out / "report.md").read_text(encoding="utf-8")
     assert report["machine"]["cpu"] in markdown and "semantic_router | not measured: skipped" in markdown
     assert "](routing_0_reliability.png)" in markdown
+    # Published elsewhere (as docs/benchmarks.md is), the summary links its plots where they are.
+    write_markdown(report, out, tmp_path / "docs" / "benchmarks.md")
+    published = (tmp_path / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert "](../report/routing_0_reliability.png)" in published and "](routing_0" not in published

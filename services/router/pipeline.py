@@ -65,7 +65,8 @@ class StaticRouter:
 
     def expert_for(self, category: str) -> str:
         """The expert a confident decision for ``category`` gets with the configured knobs."""
-        return self.table.rank(category, self.front.cost_weight)[0].expert
+        ranked = self.table.rank(category, self.front.cost_weight)
+        return ranked[0].expert if ranked else self.general_expert
 
     def prepare(self, messages: Iterable[Mapping[str, str]], knobs: RoutingKnobs | None = None) -> PreparedQuery:
         """Routing text of one request; an empty one is an :class:`InvalidRequestError`."""
@@ -102,7 +103,9 @@ class StaticRouter:
             cost_weight, tau = self.front.knobs_of(query)
             ranked = self.table.rank(categories[top], cost_weight)
             reason = None
-            if outside[index]:
+            if not ranked:  # the version scores this category only for experts this config lacks
+                reason = f"no configured expert has a score for {categories[top]}: the general expert answers"
+            elif outside[index]:
                 reason = OUT_OF_DISTRIBUTION  # far from every training prompt: the category means little
             elif confidence < tau:
                 reason = f"confidence {confidence:.3f} is below τ={tau:.3f}: the general expert answers"

@@ -203,3 +203,22 @@ def test_decisions_from_one_embedding_pass_match_deciding_afresh(static_router: 
         assert static_router.decide_embedded(queries, embedded) == static_router.decide(queries)
     with pytest.raises(ValueError, match="3 embedded texts"):
         static_router.decide_embedded(queries[:2], embedded)
+
+
+def test_a_version_scoring_none_of_the_configured_experts_sends_everything_to_the_general_expert(trained_router: Any) -> None:
+    """A router trained for other experts (the config renamed its base model since) still answers:
+    every request goes to the general expert, and the decision says why."""
+    from services.router.loader import RouterFactory
+    from tests.conftest import config_from, default_config_dict
+
+    raw = default_config_dict()
+    house_model = {**next(expert for expert in raw["experts"] if expert["name"] == "smollm2"), "name": "house-model"}
+    raw["experts"] = [house_model]
+    raw["router"]["general_expert"] = raw["default_expert"] = "house-model"
+    raw["router"].pop("initial_scores", None)  # the seed scores name the experts this config no longer has
+    raw["router"]["store"] = str(trained_router.folder.parent)
+    router = RouterFactory(config_from(raw)).build(trained_router)
+    decision = decide(router, "Solve 3x + 4 = 19 for x.")
+    assert decision.expert == "house-model" and decision.uncertain
+    assert decision.reason == f"no configured expert has a score for {decision.category}: the general expert answers"
+    assert router.expert_for("math") == "house-model"
