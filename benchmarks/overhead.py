@@ -105,17 +105,12 @@ class EngineProbe:
     """The default expert's engine, here, without Serve or HTTP."""
 
     def __init__(self, config: Any, max_tokens: int) -> None:
-        import torch
-
-        from services.experts.engine import BatchingEngine
-        from services.experts.generation import GenerationRequest, PromptMessage
         from services.artifacts import signing_key
-        from services.experts.loading import load_model
+        from services.experts.engines import open_engine
+        from services.experts.generation import GenerationRequest, PromptMessage
 
         base = config.expert(config.general_expert)
-        torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)  # as the replica does
-        model, tokenizer = load_model(base, signing_key(config))
-        self._engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
+        self._engine = open_engine(base, signing_key(config))  # as the replica does
         self._context = base.max_context_tokens
         self._request = GenerationRequest(
             expert=base.name, messages=tuple(PromptMessage(**message) for message in CHAT_PROMPT),

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
+import time
 from typing import Any, AsyncIterator
 
+import psutil
 from ray import serve
 
 from services.artifacts import signing_key
 from services.config import ArtifactsConfig
 from services.errors import InvalidRequestError, ModelNotFoundError
-from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpert
+from services.experts.config import LlamaCppExpert, LocalBaseExpert, LoRAExpert, OpenAIExpert
 from services.experts.generation import GenerationEvent, GenerationRequest
-from services.experts.loading import check_adapter, force_offline, load_model
+from services.experts.loading import check_adapter, force_offline
 from services.experts.remote import RemoteChatBackend
 from services.telemetry.logs import join_serve_logs
 
@@ -44,21 +45,23 @@ class LocalExpertServer:
     """Hosts one hf/gguf base model and the LoRA adapters configured on it."""
 
     def __init__(
-        self, base: HFExpert | GGUFExpert, adapters: tuple[LoRAExpert, ...], artifacts: ArtifactsConfig = ArtifactsConfig()
+        self, base: LocalBaseExpert, adapters: tuple[LoRAExpert, ...], artifacts: ArtifactsConfig = ArtifactsConfig()
     ) -> None:
         join_serve_logs()
         force_offline()
-        import torch
+        from services.experts.engines import open_engine
 
-        from services.experts.engine import BatchingEngine
-
-        torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)
         self._base = base
         self._adapters = {adapter.name: adapter for adapter in adapters}
         self._adapter_paths = {adapter.name: check_adapter(adapter) for adapter in adapters}
-        model, tokenizer = load_model(base, signing_key(artifacts))
-        self._parameters = sum(parameter.numel() for parameter in model.parameters())
-        self._engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
+        if isinstance(base, LlamaCppExpert):
+            from services.experts.gguf_adapter import verified_gguf_adapter
+
+            for path in self._adapter_paths.values():
+                verified_gguf_adapter(path)  # a missing or stale export fails the replica now, saying how to make it
+        started = time.perf_counter()
+        self._engine = open_engine(base, signing_key(artifacts))
+        self._load_seconds = time.perf_counter() - started
 
     @serve.multiplexed(max_num_models_per_replica=MAX_ADAPTERS_PER_REPLICA)
     async def _lease_adapter(self, adapter_name: str) -> AdapterLease:
@@ -87,7 +90,9 @@ class LocalExpertServer:
         return {
             "expert": self._base.name,
             "kind": self._base.kind,
-            "parameters": self._parameters,
+            "parameters": self._engine.parameters,
+            "load_seconds": round(self._load_seconds, 3),  # the model and its engine, in this replica
+            "resident_memory_bytes": psutil.Process().memory_info().rss,
             "loaded_adapters": self._engine.loaded_adapters,
         }
 

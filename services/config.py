@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from services.experts.config import (
     DeploymentOptions,
+    LOCAL_BASE_KINDS,
     ExpertConfig,
-    GGUFExpert,
-    HFExpert,
+    LocalBaseExpert,
     LoRAExpert,
     OpenAIExpert,
 )
@@ -161,9 +161,9 @@ class AppConfig(BaseModel):
         for expert in self.experts:
             if isinstance(expert, LoRAExpert):
                 base = by_name.get(expert.base)
-                if not isinstance(base, (HFExpert, GGUFExpert)):
+                if not isinstance(base, LOCAL_BASE_KINDS):
                     raise ValueError(
-                        f"lora expert {expert.name!r}: base {expert.base!r} must name an hf or gguf expert"
+                        f"lora expert {expert.name!r}: base {expert.base!r} must name an hf, gguf or llamacpp expert"
                     )
         if self.default_expert not in by_name:
             raise ValueError(f"default_expert {self.default_expert!r} is not one of the experts {names}")
@@ -205,8 +205,8 @@ class AppConfig(BaseModel):
         name = self.model_aliases().get(model, model)
         return next((expert for expert in self.experts if expert.name == name), None)
 
-    def local_bases(self) -> list[HFExpert | GGUFExpert]:
-        return [expert for expert in self.experts if isinstance(expert, (HFExpert, GGUFExpert))]
+    def local_bases(self) -> list[LocalBaseExpert]:
+        return [expert for expert in self.experts if isinstance(expert, LOCAL_BASE_KINDS)]
 
     def adapters_of(self, base: str) -> list[LoRAExpert]:
         return [expert for expert in self.experts if isinstance(expert, LoRAExpert) and expert.base == base]
@@ -236,7 +236,7 @@ def with_absolute_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
     """The raw config with its relative paths made absolute against ``folder``."""
     experts = []
     for entry in raw.get("experts") or []:
-        if isinstance(entry, dict) and entry.get("kind") in {"hf", "gguf", "lora"} and "path" in entry:
+        if isinstance(entry, dict) and entry.get("kind") in {"hf", "gguf", "llamacpp", "lora"} and "path" in entry:
             entry = {**entry, "path": _resolve(entry["path"], folder)}
         experts.append(entry)
     resolved = {**raw, "experts": experts}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,7 +34,7 @@ REMOTE_EXPERT_KEY = "test-remote-expert-key-0123456789abcdef"  # the remote expe
 SESSION_KEY_TRUST_S = 900  # the default expert's model in a deployment of its own: somewhere to fail over to
 
 
-SERVED_APP_FIXTURES = frozenset({"base_url", "ray_cluster"})
+SERVED_APP_FIXTURES = frozenset({"base_url", "ray_cluster", "served"})
 LONG_TRAINING_FIXTURES = frozenset({"reward_model_dir", "pipeline_run"})
 
 
@@ -241,6 +242,86 @@ def base_url(ray_cluster: None, app_config: AppConfig, http_port: int, trained_r
     url = f"http://127.0.0.1:{http_port}"
     wait_until_ready(url, timeout_s=300)
     return url
+
+
+@dataclass(frozen=True)
+class ServedApp:
+    """One of the session's served apps, with what its chat tests expect of it."""
+
+    engine: str  # the default expert's engine: "transformers" (kind gguf) or "llamacpp"
+    url: str
+    app_name: str
+    experts: frozenset[str]
+    deployments: frozenset[str]  # what /readyz lists
+    context_limit: int  # the default expert's, in tokens
+
+
+@pytest.fixture(scope="session")
+def session_app(base_url: str, app_config: AppConfig) -> ServedApp:
+    return ServedApp(
+        engine="transformers", url=base_url, app_name=app_config.app_name,
+        experts=frozenset(expert.name for expert in app_config.experts),
+        deployments=frozenset({"router", *(f"expert-{expert.name}" for expert in app_config.experts if expert.kind != "lora")}),
+        context_limit=app_config.expert("smollm2").max_context_tokens,
+    )
+
+
+@pytest.fixture(scope="session")
+def llamacpp_app(
+    base_url: str, router_store: Path, redis_server: RedisServer, trained_router: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedApp]:
+    """The default experts on llama.cpp (as configs/llamacpp.yaml has them), with the session's
+    router, beside the session app on the same cluster, without keys."""
+    from ray import serve
+
+    from deployments.app import build_app_from_config
+    from deployments.local import wait_until_ready
+    from tests.llamacpp_setup import llamacpp_config_dict
+
+    folder = Path(tmp_path_factory.mktemp("llamacpp-app"))
+    raw = llamacpp_config_dict(default_config_dict(), folder)
+    for expert in raw["experts"]:
+        if expert["kind"] == "llamacpp":
+            expert["deployment"] = {**expert.get("deployment", {}), "num_cpus": 0.1}
+    raw["router"]["store"] = str(router_store)
+    raw["cache"] = {"url": redis_server.url, "namespace": "llamacpp:route"}
+    raw["learner"] = {"enabled": False, "directory": str(folder / "learner"), "hmac_key_file": str(folder / "learner.key")}
+    raw["ingress"] = {**raw.get("ingress", {}), "deployment": {"num_cpus": 0.1, "max_ongoing_requests": 64}}
+    raw["app_name"] = "coe-llamacpp"
+    config = config_from(raw)
+    serve.run(build_app_from_config(config), name=config.app_name, route_prefix="/llamacpp")
+    url = f"{base_url}/llamacpp"
+    wait_until_ready(url, timeout_s=300)
+    try:
+        yield ServedApp(
+            engine="llamacpp", url=url, app_name=config.app_name,
+            experts=frozenset(expert.name for expert in config.experts),
+            deployments=frozenset({"router", "expert-smollm2"}),
+            context_limit=config.expert("smollm2").llamacpp.n_ctx // config.expert("smollm2").batching.max_batch_size,
+        )
+    finally:
+        serve.delete(config.app_name)
+
+
+@pytest.fixture(scope="module", params=["transformers", "llamacpp"])
+def served(request: pytest.FixtureRequest) -> ServedApp:
+    """Each of the two engines' apps in turn, for the tests that every engine must pass."""
+    return request.getfixturevalue("session_app" if request.param == "transformers" else "llamacpp_app")
+
+
+@pytest.fixture(scope="module")
+def served_client(served: ServedApp, admin_key: str) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=f"{served.url}/v1", api_key=admin_key, max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def served_http(served: ServedApp, admin_key: str) -> Iterator[Any]:
+    import httpx
+
+    with httpx.Client(base_url=served.url, timeout=120, headers={"Authorization": f"Bearer {admin_key}"}) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

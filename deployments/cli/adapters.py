@@ -1,4 +1,5 @@
-"""``coe adapters train``: train the default LoRA adapters named in the app config."""
+"""``coe adapters train``: train the default LoRA adapters named in the app config.
+``coe adapters export-gguf``: convert the adapters of llama.cpp experts to GGUF LoRA adapters."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    adapters = commands.add_parser("adapters", help="Train the default LoRA adapters.")
+    adapters = commands.add_parser("adapters", help="Train the default LoRA adapters, or export them to GGUF.")
     actions = adapters.add_subparsers(dest="action", required=True, metavar="ACTION")
     train = actions.add_parser("train", help="Train adapters whose id has a recipe (math, code).")
     train.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
@@ -16,13 +17,44 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--epochs", type=int, default=2)
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run=run)
+    export = actions.add_parser(
+        "export-gguf", help="Convert the PEFT adapters of llamacpp experts to GGUF LoRA adapters (in <adapter>/gguf/)."
+    )
+    export.add_argument("--config", help="App config YAML (default: $COE_CONFIG or configs/default.yaml).")
+    export.add_argument("--missing", action="store_true", help="Only adapters without a valid, current export.")
+    export.set_defaults(run=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from services.config import load_config
+    from services.experts.config import LlamaCppExpert, LoRAExpert
+    from services.experts.gguf_adapter import export_gguf_adapter, export_problem
+    from services.experts.loading import check_adapter, locate_weights
+
+    config = load_config(args.config)
+    exported = 0
+    for expert in config.experts:
+        base = config.expert(expert.base) if isinstance(expert, LoRAExpert) else None
+        if not isinstance(base, LlamaCppExpert):
+            continue
+        folder = check_adapter(expert)
+        problem = export_problem(folder)
+        if args.missing and problem is None:
+            print(f"{expert.name}: GGUF export present and current")
+            continue
+        path = export_gguf_adapter(folder, locate_weights(base).weights_path)
+        exported += 1
+        print(f"{expert.name}: wrote {path}" + (f" ({problem})" if problem else ""))
+    if not exported and not args.missing:
+        print("no lora expert on a llamacpp base in this config; nothing to export")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from router_training.adapters.recipes import RECIPES
     from services.artifacts import signing_key
     from services.config import load_config
-    from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
+    from services.experts.config import LOCAL_BASE_KINDS, LoRAExpert
 
     config = load_config(args.config)
     lora_experts = [expert for expert in config.experts if isinstance(expert, LoRAExpert)]
@@ -49,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote seed data to {SEED_DATA_DIR}")
 
         base = config.expert(expert.base)
-        assert isinstance(base, (HFExpert, GGUFExpert))
+        assert isinstance(base, LOCAL_BASE_KINDS)
         manifest = train_adapter(
             base, expert, recipe, LoRATrainingArgs(epochs=args.epochs, seed=args.seed), key=signing_key(config)
         )

@@ -22,7 +22,7 @@ from services.artifacts import (
     new_version,
     write_manifest,
 )
-from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
+from services.experts.config import LocalBaseExpert, LoRAExpert
 from services.experts.loading import load_model
 from router_training.adapters.recipes import AdapterRecipe
 
@@ -53,6 +53,13 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
                     raise ValueError(f"{path}:{number}: each line needs string 'instruction' and 'response'")
                 pairs.append(row)
     return pairs
+
+
+def split_pairs(recipe: AdapterRecipe, seed: int, holdout: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(held out, training): the held-out instructions judge the adapter's format, on any engine."""
+    pairs = read_pairs(recipe.data_path)
+    random.Random(seed).shuffle(pairs)
+    return pairs[:holdout], pairs[holdout:]
 
 
 def _prompt(tokenizer: Any, instruction: str) -> str:
@@ -99,7 +106,7 @@ def _format_rate(model: Any, tokenizer: Any, recipe: AdapterRecipe, instructions
 
 
 def train_adapter(
-    base: HFExpert | GGUFExpert,
+    base: LocalBaseExpert,
     expert: LoRAExpert,
     recipe: AdapterRecipe,
     args: LoRATrainingArgs = LoRATrainingArgs(),
@@ -113,9 +120,7 @@ def train_adapter(
     from tqdm.auto import tqdm
 
     torch.manual_seed(args.seed)
-    pairs = read_pairs(recipe.data_path)
-    random.Random(args.seed).shuffle(pairs)
-    held_out, training = pairs[: args.holdout], pairs[args.holdout :]
+    held_out, training = split_pairs(recipe, args.seed, args.holdout)
 
     model, tokenizer = load_model(base, key)
     tokenizer.padding_side = "right"

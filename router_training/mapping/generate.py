@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from services.artifacts import signing_key
 from services.config import AppConfig
-from services.experts.config import GGUFExpert, HFExpert, LoRAExpert, OpenAIExpert
+from services.experts.config import LOCAL_BASE_KINDS, LocalBaseExpert, LoRAExpert, OpenAIExpert
 from services.experts.generation import GenerationRequest, PromptMessage
 
 logger = logging.getLogger(__name__)
@@ -47,21 +47,15 @@ async def _collect(stream: Any) -> str:
 
 
 async def generate_local(
-    base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, key: bytes | None = None
+    base: LocalBaseExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, key: bytes | None = None
 ) -> list[str]:
     """All of one base model's tasks (base and adapter rows mixed) through one batching engine.
 
     ``key``: the artifact signing key, if configured, for the base model's converted weights."""
-    import os
+    from services.experts.engines import open_engine
+    from services.experts.loading import check_adapter
 
-    import torch
-
-    from services.experts.engine import BatchingEngine
-    from services.experts.loading import check_adapter, load_model
-
-    torch.set_num_threads(base.batching.torch_threads or os.cpu_count() or 1)
-    model, tokenizer = load_model(base, key)
-    engine = BatchingEngine(model, tokenizer, base.batching, name=base.name)
+    engine = open_engine(base, key)
     try:
         by_name = {adapter.name: adapter for adapter in adapters}
         for name in sorted({task.expert for task in tasks} & set(by_name)):
@@ -105,7 +99,7 @@ def _groups(config: AppConfig, tasks: list[Task]) -> dict[str, list[int]]:
 
 
 def _local_shard(
-    base: HFExpert | GGUFExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, key: bytes | None
+    base: LocalBaseExpert, adapters: list[LoRAExpert], tasks: list[Task], max_tokens: int, key: bytes | None
 ) -> list[str]:
     """One worker process's share: its own engine, on one torch thread."""
     from services.experts.loading import force_offline
@@ -116,7 +110,7 @@ def _local_shard(
 
 
 def generate_in_processes(
-    base: HFExpert | GGUFExpert,
+    base: LocalBaseExpert,
     adapters: list[LoRAExpert],
     tasks: list[Task],
     max_tokens: int,
@@ -153,7 +147,7 @@ def with_batch_size(config: AppConfig, batch_size: int) -> AppConfig:
     """
     experts = [
         expert.model_copy(update={"batching": expert.batching.model_copy(update={"max_batch_size": batch_size})})
-        if isinstance(expert, (HFExpert, GGUFExpert)) else expert
+        if isinstance(expert, LOCAL_BASE_KINDS) else expert
         for expert in config.experts
     ]
     return config.model_copy(update={"experts": experts})
@@ -183,7 +177,7 @@ def generate(
             texts = asyncio.run(generate_remote(expert, subset, max_tokens))
         else:
             base = config.expert(expert.base) if isinstance(expert, LoRAExpert) else expert
-            assert isinstance(base, (HFExpert, GGUFExpert))
+            assert isinstance(base, LOCAL_BASE_KINDS)
             texts = generate_in_processes(base, config.adapters_of(base.name), subset, max_tokens, processes, key)
         for index, text in zip(indices, texts):
             answers[index] = text

@@ -1,12 +1,13 @@
 """Expert declarations, validated at the edge and then frozen.
 
-An expert is what a client names in ``model``. Local experts (``hf``, ``gguf``) are base models,
-each served by one deployment; ``lora`` experts ride on a base through multiplexing; ``openai``
+An expert is what a client names in ``model``. Local experts (``hf``, ``gguf``, ``llamacpp``) are
+base models, each served by one deployment; ``lora`` experts ride on a base through multiplexing; ``openai``
 experts are remote OpenAI-compatible servers (vLLM, another coe-router, a hosted API).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Annotated, Literal, Union
 
@@ -106,10 +107,9 @@ class HFExpert(_LocalBaseExpert):
     path: str = Field(description="Model directory (config.json, weights, tokenizer).")
 
 
-class GGUFExpert(_LocalBaseExpert):
-    """A GGUF file, loaded by transformers (de-quantised to float32 for CPU)."""
+class GGUFFileExpert(_LocalBaseExpert):
+    """Where a GGUF file comes from: a folder, or an installed package that ships it."""
 
-    kind: Literal["gguf"] = "gguf"
     path: str | None = Field(None, description="Directory holding the GGUF file.")
     package: str | None = Field(None, description="Installed Python package whose folder holds the file.")
     file: str = Field(description="GGUF file name inside the directory or package.")
@@ -124,14 +124,55 @@ class GGUFExpert(_LocalBaseExpert):
 
     def model_post_init(self, __context: object) -> None:
         if (self.path is None) == (self.package is None):
-            raise ValueError(f"gguf expert {self.name!r}: give exactly one of 'path' or 'package'")
+            raise ValueError(f"{self.kind} expert {self.name!r}: give exactly one of 'path' or 'package'")
+
+
+class GGUFExpert(GGUFFileExpert):
+    """A GGUF file, loaded by transformers (de-quantised to float32 for CPU)."""
+
+    kind: Literal["gguf"] = "gguf"
+
+
+LLAMACPP_EXTRA = "pip install 'coe-router[llamacpp]'"
+
+
+class LlamaCppOptions(FrozenModel):
+    """llama.cpp's own settings; the rows decoding together are ``batching.max_batch_size``."""
+
+    n_ctx: int = Field(
+        8192, ge=64, description="Key/value cells of one context; each of the `batching.max_batch_size` requests decoding "
+        "together has n_ctx / max_batch_size of them, which is also a request's context limit (prompt and completion)."
+    )
+    threads: int | None = Field(None, ge=1, description="Threads for decoding; default: all cores.")
+    batch_threads: int | None = Field(None, ge=1, description="Threads for prompt processing; default: `threads`.")
+    n_batch: int = Field(512, ge=1, description="Most tokens one llama_decode call takes; longer prefills are split.")
+    n_ubatch: int = Field(512, ge=1, description="Physical batch size inside one llama_decode call.")
+
+
+class LlamaCppExpert(GGUFFileExpert):
+    """A GGUF file run natively by llama.cpp, with its quantised kernels (the ``llamacpp`` extra).
+
+    LoRA experts on it load GGUF adapters (``coe adapters export-gguf``); each adapter gets a
+    context of its own over the one loaded model.
+    """
+
+    kind: Literal["llamacpp"] = "llamacpp"
+    llamacpp: LlamaCppOptions = Field(default_factory=LlamaCppOptions)
+
+    def model_post_init(self, __context: object) -> None:
+        super().model_post_init(__context)
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ValueError(
+                f"expert {self.name!r} has kind 'llamacpp', whose engine is not installed; "
+                f"install the llamacpp extra: {LLAMACPP_EXTRA}"
+            )
 
 
 class LoRAExpert(_ExpertBase):
     """A PEFT adapter served on a local base expert through Serve multiplexing."""
 
     kind: Literal["lora"] = "lora"
-    base: str = Field(description="Name of the hf or gguf expert this adapter applies to.")
+    base: str = Field(description="Name of the hf, gguf or llamacpp expert this adapter applies to.")
     path: str = Field(description="PEFT adapter directory (adapter_config.json + adapter_model.safetensors).")
     adapter_id: str | None = Field(
         None, description="Short id used in the `base:adapter` alias; default: the name without a `base-` prefix."
@@ -183,5 +224,6 @@ class OpenAIExpert(_ExpertBase):
         return self.model or self.name
 
 
-ExpertConfig = Annotated[Union[HFExpert, GGUFExpert, LoRAExpert, OpenAIExpert], Field(discriminator="kind")]
-LocalBaseExpert = Union[HFExpert, GGUFExpert]
+ExpertConfig = Annotated[Union[HFExpert, GGUFExpert, LlamaCppExpert, LoRAExpert, OpenAIExpert], Field(discriminator="kind")]
+LocalBaseExpert = Union[HFExpert, GGUFExpert, LlamaCppExpert]
+LOCAL_BASE_KINDS = (HFExpert, GGUFExpert, LlamaCppExpert)  # for isinstance: the experts a deployment of their own hosts

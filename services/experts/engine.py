@@ -1,14 +1,13 @@
 """Continuous batching for one local base model and the LoRA adapters on it.
 
-One worker thread owns the model. It decodes all active requests together, one token per step,
+One worker thread owns the model (through its backend: ``services.experts.backend``). It decodes all active requests together, one token per step,
 and admits new requests between steps: a newcomer's prompt is prefilled (together with any
 others that arrived) and its key/value cache is merged into the running batch, so a request
 never waits for the others to finish. Finished rows leave the batch at once.
 
-Rows keep their own settings (see ``decoding``), and PEFT's mixed-adapter forward applies each
-row's adapter, so one batch serves several LoRA experts without ever switching the model's
-active adapter. Adapter loading and unloading run on the same thread between steps, which
-serialises every change to the model without locks around it.
+Rows keep their own settings (see ``decoding``) and their own adapter; the backend applies each
+row's. Adapter loading and unloading run on the same thread between steps, which serialises
+every change to the model without locks around it.
 
 Whatever fails inside a step, every row taken from the queue gets a terminal event: the rows of
 the broken batch get an error, the batch state is dropped, and the next step starts clean.
@@ -33,15 +32,12 @@ from typing import Any, AsyncIterator, Callable
 import torch
 
 from services.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
+from services.experts.backend import DecoderBackend, RowBatch
 from services.experts.config import BatchingOptions
 from services.experts.decoding import DecodingRow, TextAssembler, advance_rows, choose_tokens
 from services.experts.generation import GenerationEvent, GenerationRequest
-from services.experts.loading import eos_token_ids
-from services.experts.kv_batch import KVBatch
 
 logger = logging.getLogger(__name__)
-
-BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
 
 @dataclass
@@ -76,11 +72,10 @@ def take_for_prefill(pending: deque[DecodingRow], room: int, token_budget: int) 
 class BatchingEngine:
     """Serves generation requests for one base model in a continuously refilled batch."""
 
-    def __init__(self, model: Any, tokenizer: Any, batching: BatchingOptions, *, name: str = "expert") -> None:
-        self._base_model = model
-        self._model = model
-        self._tokenizer = tokenizer
-        self._eos_ids = eos_token_ids(model, tokenizer)
+    def __init__(self, backend: DecoderBackend, batching: BatchingOptions, *, name: str = "expert") -> None:
+        self._backend = backend
+        self._tokenizer = backend.tokenizer
+        self._eos_ids = backend.eos_ids
         self._options = batching
         self._lock = threading.Lock()
         self._wakeup = threading.Event()
@@ -89,7 +84,7 @@ class BatchingEngine:
         self._adapter_users: Counter[str] = Counter()
         self._adapters: dict[str, int] = {}  # loaded adapter name -> generation of its latest load
         self._load_generations = itertools.count(1)
-        self._batch: KVBatch | None = None
+        self._batch: RowBatch | None = None
         self._admitting: list[DecodingRow] = []  # taken from the queue, not yet in the batch
         self._closed = False
         self.stats = EngineStats()
@@ -128,6 +123,8 @@ class BatchingEngine:
     ) -> AsyncIterator[GenerationEvent]:
         """Stream the events of one request; closing the iterator cancels its row."""
         prompt_ids = await asyncio.to_thread(self.tokenize_prompt, request)  # the replica's event loop stays free
+        if self._backend.context_limit is not None:
+            max_context_tokens = min(max_context_tokens, self._backend.context_limit)
         budget = self.completion_budget(request, len(prompt_ids), max_context_tokens)
         if adapter is not None and adapter not in self._adapters:
             raise ServiceUnavailableError(f"adapter '{adapter}' is not loaded on this replica")
@@ -144,6 +141,8 @@ class BatchingEngine:
             and any(self._options.fault_drill in message.content for message in request.messages),
         )
         with self._lock:
+            if self._closed:
+                raise ServiceUnavailableError("the expert is shutting down; retry the request")
             self._pending.append(row)
             if adapter is not None:
                 self._adapter_users[adapter] += 1
@@ -190,12 +189,24 @@ class BatchingEngine:
             except Exception as exc:  # the worker must survive anything a batch does
                 logger.exception("engine step failed; failing its rows and dropping the batch")
                 self._recover(exc)
+        self._shut_down()
+
+    def _shut_down(self) -> None:
+        """Answer every row still here, then free the model."""
+        with self._lock:
+            waiting = list(self._pending)
+            self._pending.clear()
+        rows = [*(self._batch.rows if self._batch is not None else ()), *self._admitting, *waiting]
+        self._batch, self._admitting = None, []
+        self._fail(rows, ServiceUnavailableError("the expert is shutting down; retry the request"))
+        self._backend.close()
 
     def _recover(self, error: BaseException) -> None:
         """Fail every row in flight (batch and admission) and start from an empty batch."""
         rows = [*(self._batch.rows if self._batch is not None else ()), *self._admitting]
         self._batch, self._admitting = None, []
         self._fail(rows, ServiceUnavailableError(f"generation failed: {error.__class__.__name__}: {error}"))
+        self._backend.reset()
         self.stats.active_rows = 0
 
     def _run_commands(self) -> None:
@@ -212,11 +223,6 @@ class BatchingEngine:
         self._commands.append((command, future))
         self._wakeup.set()
         return future
-
-    def _adapter_names(self, rows: list[DecodingRow]) -> dict[str, Any]:
-        if not self._adapters:
-            return {}
-        return {"adapter_names": [row.adapter or BASE_ADAPTER for row in rows]}
 
     def _fail(self, rows: list[DecodingRow], error: BaseException) -> None:
         for row in rows:
@@ -236,13 +242,16 @@ class BatchingEngine:
         newcomers = [row for row in newcomers if not row.done]
         if not newcomers:
             return
+        incoming: RowBatch | None = None
         try:
-            incoming = KVBatch.prefill(self._model, self._tokenizer, newcomers, self._adapter_names(newcomers))
+            incoming = self._backend.prefill(newcomers)
             tokens = choose_tokens(newcomers, incoming.last_logits)
         except Exception as exc:  # the newcomers fail; the running batch is untouched and goes on
             logger.exception("prefill of %d rows failed", len(newcomers))
             self._admitting = []
             self._fail(newcomers, ServiceUnavailableError(f"generation failed: {exc.__class__.__name__}: {exc}"))
+            if incoming is not None:
+                incoming.without_finished()  # what the backend holds for them is freed
             return
         self.stats.prefills += 1
         self.stats.rows += len(newcomers)
@@ -259,14 +268,14 @@ class BatchingEngine:
         self._batch = batch
         if batch is None:
             return
-        batch.decode_step(self._model, self._adapter_names(batch.rows))  # a failure here is recovered by ``_work``
+        self._backend.decode_step(batch)  # a failure here is recovered by ``_work``
         tokens = choose_tokens(batch.rows, batch.last_logits)
         self.stats.steps += 1
         self._advance(batch, tokens)
         self._batch = batch.without_finished()
         self.stats.active_rows = len(self._batch.rows) if self._batch else 0
 
-    def _advance(self, batch: KVBatch, tokens: torch.Tensor) -> None:
+    def _advance(self, batch: RowBatch, tokens: torch.Tensor) -> None:
         if any(row.drill and not row.done for row in batch.rows):
             raise RuntimeError("fault drill: this step fails as a broken kernel would")
         live = sum(not row.done for row in batch.rows)
@@ -276,19 +285,11 @@ class BatchingEngine:
 
     # ------------------------------------------------------------------ adapters
     async def load_adapter(self, name: str, path: Path) -> int:
-        """Load a PEFT adapter (idempotent); returns the load's generation for a later release."""
+        """Load an adapter (idempotent); returns the load's generation for a later release."""
         return await asyncio.wrap_future(self._submit(lambda: self._load_adapter(name, path)))
 
     def _load_adapter(self, name: str, path: Path) -> int:
-        from peft import PeftModel
-
-        if name not in self._adapters:
-            if isinstance(self._model, PeftModel):
-                self._model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-            else:
-                self._model = PeftModel.from_pretrained(self._base_model, str(path), adapter_name=name, is_trainable=False)
-            self._model.eval()
-            logger.info("loaded adapter %s from %s", name, path)
+        self._backend.load_adapter(name, path)
         generation = next(self._load_generations)
         self._adapters[name] = generation
         return generation
@@ -301,16 +302,27 @@ class BatchingEngine:
     def _release_adapter(self, name: str, generation: int) -> None:
         with self._lock:
             in_use = self._adapter_users[name] > 0
-        if self._adapters.get(name) != generation or in_use or len(self._adapters) == 1:
-            return  # reloaded since, still needed, or the last one (PEFT keeps at least one)
-        self._model.delete_adapter(name)
-        del self._adapters[name]
-        logger.info("unloaded adapter %s", name)
+        if self._adapters.get(name) != generation or in_use:
+            return  # reloaded since, or still needed
+        if self._backend.unload_adapter(name):
+            del self._adapters[name]
+
+    @property
+    def parameters(self) -> int:
+        return self._backend.parameters
+
+    @property
+    def backend(self) -> DecoderBackend:
+        return self._backend
 
     @property
     def loaded_adapters(self) -> list[str]:
         return sorted(self._adapters)
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop the worker and wait for it to free the model: a native model freed while the
+        interpreter shuts down takes the process with it."""
         self._closed = True
         self._wakeup.set()
+        if threading.current_thread() is not self._worker:
+            self._worker.join(timeout_s)

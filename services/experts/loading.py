@@ -18,7 +18,7 @@ from typing import Any
 from services.artifacts import MANIFEST_NAME, ArtifactError, verify_artifact
 from services.custom_code import refuse_custom_code
 from services.errors import ModelFilesMissingError
-from services.experts.config import GGUFExpert, HFExpert, LoRAExpert
+from services.experts.config import HFExpert, LocalBaseExpert, LoRAExpert
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _package_folder(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def locate_weights(expert: HFExpert | GGUFExpert) -> WeightsLocation:
+def locate_weights(expert: LocalBaseExpert) -> WeightsLocation:
     """Where the expert's weights are on disk, or :class:`ModelFilesMissingError`."""
     if isinstance(expert, HFExpert):
         folder = Path(expert.path)
@@ -94,7 +94,7 @@ def check_adapter(expert: LoRAExpert) -> Path:
     return folder
 
 
-def count_parameters(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> int:
+def count_parameters(expert: LocalBaseExpert, key: bytes | None = None) -> int:
     """Parameter count read from the weight files' headers, without loading the model."""
     location = locate_weights(expert)
     if location.gguf_file:
@@ -118,7 +118,7 @@ def count_parameters(expert: HFExpert | GGUFExpert, key: bytes | None = None) ->
     return total
 
 
-def load_model(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> tuple[Any, Any]:
+def load_model(expert: LocalBaseExpert, key: bytes | None = None) -> tuple[Any, Any]:
     """Load tokenizer and causal LM in float32 for CPU inference, ready for left-padded batches.
 
     A GGUF expert loads from its verified fp32 copy in the weights cache, made on first use;
@@ -147,7 +147,7 @@ def load_model(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> tuple
     return model, tokenizer
 
 
-def load_tokenizer(expert: HFExpert | GGUFExpert, key: bytes | None = None) -> Any:
+def load_tokenizer(expert: LocalBaseExpert, key: bytes | None = None) -> Any:
     """The expert's tokenizer alone: from the weights cache when it holds a verified copy."""
     force_offline()
     from transformers import AutoTokenizer

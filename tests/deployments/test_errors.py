@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import TEST_INGRESS_LIMIT, TEST_RETRY_AFTER_S
+from tests.conftest import TEST_INGRESS_LIMIT, TEST_RETRY_AFTER_S, ServedApp
 from services.auth.keys import service_headers
 
 USER = [{"role": "user", "content": "Hello"}]
@@ -52,23 +52,25 @@ def test_unknown_model_gets_404_listing_models(http: Any) -> None:
     assert "smollm2-math" in error["message"] and error["code"] == "model_not_found"
 
 
-def test_prompt_longer_than_the_context_names_the_limit(http: Any) -> None:
-    long_prompt = [{"role": "user", "content": "word " * 9000}]
-    response = http.post("/v1/chat/completions", json={"model": "smollm2", "messages": long_prompt, "max_tokens": 4})
-    error = assert_openai_error(response, 400, "messages", "maximum context length is 8192 tokens")
+def test_prompt_longer_than_the_context_names_the_limit(served_http: Any, served: ServedApp) -> None:
+    long_prompt = [{"role": "user", "content": "word " * (served.context_limit + 800)}]
+    response = served_http.post("/v1/chat/completions", json={"model": "smollm2", "messages": long_prompt, "max_tokens": 4})
+    error = assert_openai_error(response, 400, "messages", f"maximum context length is {served.context_limit} tokens")
     assert error["code"] == "context_length_exceeded"
+    assert served_http.get("/readyz").status_code == 200, "the expert replica is still up"
 
 
-def test_completion_budget_beyond_the_context_names_the_limit(http: Any) -> None:
+def test_completion_budget_beyond_the_context_names_the_limit(served_http: Any, served: ServedApp) -> None:
     # A prompt that fits, with a budget under ingress.limits.max_tokens, that together do not.
-    prompt = [{"role": "user", "content": "word " * 5000}]
-    response = http.post("/v1/chat/completions", json={"model": "smollm2-code", "messages": prompt, "max_tokens": 4000})
-    assert_openai_error(response, 400, "messages", "maximum context length is 8192 tokens")
+    prompt = [{"role": "user", "content": "word " * (served.context_limit * 5 // 8)}]
+    body = {"model": "smollm2-code", "messages": prompt, "max_tokens": served.context_limit // 2}
+    response = served_http.post("/v1/chat/completions", json=body)
+    assert_openai_error(response, 400, "messages", f"maximum context length is {served.context_limit} tokens")
 
 
-def test_streaming_request_errors_before_the_stream_starts(http: Any) -> None:
-    body = {"model": "smollm2", "messages": [{"role": "user", "content": "word " * 9000}], "stream": True}
-    response = http.post("/v1/chat/completions", json=body)
+def test_streaming_request_errors_before_the_stream_starts(served_http: Any, served: ServedApp) -> None:
+    body = {"model": "smollm2", "messages": [{"role": "user", "content": "word " * (served.context_limit + 800)}], "stream": True}
+    response = served_http.post("/v1/chat/completions", json=body)
     assert_openai_error(response, 400, "messages", "maximum context length")
 
 

@@ -131,13 +131,14 @@ def test_a_routed_request_fails_over_to_the_next_expert_and_an_explicit_one_does
     assert explicit.json()["error"]["code"] == "expert_unavailable"
 
 
-def _replica_actors(deployment: str) -> list[Any]:
+def _replica_actors(app: str, deployment: str) -> list[Any]:
+    """The replicas of one app's deployment (other apps on the cluster have deployments of the same name)."""
     import ray
 
     return [
         ray.get_actor(actor["name"], namespace=actor["namespace"])
         for actor in ray.util.list_named_actors(all_namespaces=True)
-        if actor["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in actor["name"]
+        if actor["name"].startswith(f"SERVE_REPLICA::{app}#{deployment}#")
     ]
 
 
@@ -164,7 +165,7 @@ def test_a_replica_killed_under_load_costs_no_routed_request_and_comes_back(base
     with ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(client, index) for index in range(6)]
         time.sleep(3)
-        (replica,) = _replica_actors("expert-smollm2")
+        (replica,) = _replica_actors(app_config.app_name, "expert-smollm2")
         killed_at.append(time.monotonic())
         ray.kill(replica, no_restart=True)
         ready = httpx.get(f"{base_url}/readyz", timeout=60)
@@ -198,7 +199,7 @@ def test_a_replica_killed_under_load_costs_no_routed_request_and_comes_back(base
             break
         assert time.monotonic() < deadline, f"the expert did not come back: {answer}"
         time.sleep(1)
-    assert len(_replica_actors("expert-smollm2")) == 1
+    assert len(_replica_actors(app_config.app_name, "expert-smollm2")) == 1
     routed = httpx.post(f"{base_url}/v1/chat/completions", headers=service_headers(), timeout=60, json={
         "model": "auto", "messages": [{"role": "user", "content": MATH}], "max_tokens": 4})
     assert routed.status_code == 200 and routed.json()["route"]["failovers"] == [], "routed traffic is back on it"

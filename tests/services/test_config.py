@@ -47,7 +47,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     [
         (lambda raw: raw["experts"].append(dict(raw["experts"][0])), "names must be unique"),
         (lambda raw: raw.__setitem__("default_expert", "gpt-9"), "default_expert 'gpt-9' is not one of"),
-        (lambda raw: raw["experts"][1].__setitem__("base", "missing"), "base 'missing' must name an hf or gguf"),
+        (lambda raw: raw["experts"][1].__setitem__("base", "missing"), "base 'missing' must name an hf, gguf or llamacpp"),
         (lambda raw: raw["experts"][0].__setitem__("name", "auto"), "may not be 'auto'"),
         (lambda raw: raw["experts"][0].__setitem__("kind", "onnx"), "kind"),
         (lambda raw: raw["experts"][0].__setitem__("colour", "blue"), "colour"),

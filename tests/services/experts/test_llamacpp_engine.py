@@ -1,0 +1,179 @@
+"""The llama.cpp engine on the default GGUF model and its adapters: batched like the transformers
+engine, with the same per-request behaviour, each request within cells of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import pytest
+
+from services.errors import ContextLengthError
+from services.experts.generation import GenerationEvent, GenerationRequest, PromptMessage
+from tests.conftest import config_from, default_config_dict
+from tests.llamacpp_setup import llamacpp_config_dict
+
+SMALL_CONTEXT = 256  # cells per request: 1,024 in the context, 4 requests at a time
+
+
+def request(expert: str, content: str, max_tokens: int, **settings: Any) -> GenerationRequest:
+    return GenerationRequest(
+        expert=expert, messages=(PromptMessage(role="user", content=content),), max_tokens=max_tokens,
+        max_tokens_explicit=True, temperature=settings.pop("temperature", 0.0), top_p=1.0, **settings,
+    )
+
+
+async def collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, GenerationEvent]:
+    text = ""
+    async for event in events:
+        text += event.text
+        last = event
+    return text, last
+
+
+class EngineUnderTest:
+    """An engine of the default expert on llama.cpp, with both adapters loaded, on a loop of its own."""
+
+    def __init__(self, folder: Path, **sizes: Any) -> None:
+        from services.experts.engines import open_engine
+        from services.experts.loading import check_adapter
+
+        self.config = config_from(llamacpp_config_dict(default_config_dict(), folder, **sizes))
+        self.base = self.config.expert("smollm2")
+        self.engine = open_engine(self.base)
+        self.loop = asyncio.new_event_loop()
+        for adapter in self.config.adapters_of("smollm2"):
+            self.run(self.engine.load_adapter(adapter.name, check_adapter(adapter)))
+
+    def run(self, awaitable: Any) -> Any:
+        return self.loop.run_until_complete(awaitable)
+
+    def generate(self, generation: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        adapter = None if generation.expert == "smollm2" else generation.expert
+        return self.engine.generate(generation, adapter=adapter, max_context_tokens=self.base.max_context_tokens)
+
+    def answer(self, generation: GenerationRequest) -> tuple[str, GenerationEvent]:
+        return self.run(collect(self.generate(generation)))
+
+    def close(self) -> None:
+        self.engine.close()
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def adapters_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The adapters and their GGUF exports, made once for the module's engines."""
+    return tmp_path_factory.mktemp("llamacpp-adapters")
+
+
+@pytest.fixture(scope="module")
+def llama(adapters_folder: Path) -> Any:
+    """Room for 48 requests at once (both adapters' 24 held-out instructions), 512 cells each."""
+    engine = EngineUnderTest(adapters_folder, n_ctx=48 * 512, max_batch_size=48)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def small_llama(adapters_folder: Path) -> Any:
+    """An engine that gives each request 256 cells."""
+    engine = EngineUnderTest(adapters_folder, n_ctx=4 * SMALL_CONTEXT, max_batch_size=4)
+    yield engine
+    engine.close()
+
+
+MIXED = [
+    request("smollm2", "Which city is the capital of France?", 20),
+    request("smollm2-math", "Tom has 7 apples and buys 5 more. How many apples does he have?", 48),
+    request("smollm2-code", "Write a Python function that reverses a string.", 40),
+    request("smollm2", "Name three colours of the rainbow.", 24, stop=(",",)),
+    request("smollm2", "Tell me a short story about a cat.", 30, temperature=0.8, seed=7),
+]
+
+
+def test_concurrent_mixed_requests_each_equal_their_sequential_output(llama: EngineUnderTest) -> None:
+    """Base and adapter rows, greedy and seeded, with and without stop strings, decoded together."""
+    alone = [llama.answer(generation) for generation in MIXED]
+
+    async def together() -> list[tuple[str, GenerationEvent]]:
+        return list(await asyncio.gather(*(collect(llama.generate(generation)) for generation in MIXED)))
+
+    before = llama.engine.stats.steps
+    concurrent = llama.run(together())
+    assert [text for text, _ in concurrent] == [text for text, _ in alone]
+    assert [(last.finish_reason, last.prompt_tokens, last.completion_tokens) for _, last in concurrent] == [
+        (last.finish_reason, last.prompt_tokens, last.completion_tokens) for _, last in alone
+    ]
+    assert llama.engine.stats.largest_batch >= 3, "the requests decoded in one batch"
+    assert llama.engine.stats.steps - before < sum(last.completion_tokens for _, last in alone), "steps were shared"
+    assert alone[1][0].startswith("Step 1:") and "```python" in alone[2][0], alone
+    assert "," not in alone[3][0] and alone[3][1].finish_reason == "stop"
+
+
+def test_a_cancelled_request_frees_its_sequence_and_cells(llama: EngineUnderTest) -> None:
+    async def start_then_leave() -> int:
+        events = llama.generate(request("smollm2", "Write a long essay about the sea.", 400))
+        seen = 0
+        async for event in events:
+            seen += bool(event.text)
+            if seen == 3:
+                break
+        await events.aclose()
+        return seen
+
+    assert llama.run(start_then_leave()) == 3
+    backend = llama.engine.backend
+    deadline = time.monotonic() + 10
+    while backend.sequences_in_use() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.sequences_in_use() == {}, "the cancelled row's sequence still holds cells"
+    text, last = llama.answer(MIXED[0])
+    assert "Paris" in text and last.finish_reason == "stop"
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_limit(small_llama: EngineUnderTest) -> None:
+    with pytest.raises(ContextLengthError, match=f"maximum context length is {SMALL_CONTEXT} tokens"):
+        small_llama.answer(request("smollm2", "tell me about the sea " * 80, 16))
+    with pytest.raises(ContextLengthError, match=f"maximum context length is {SMALL_CONTEXT} tokens"):
+        small_llama.answer(request("smollm2", "Hi", SMALL_CONTEXT))
+    assert "Paris" in small_llama.answer(MIXED[0])[0], "the engine goes on answering"
+
+
+def test_adapters_keep_their_format_on_the_held_out_instructions(llama: EngineUnderTest) -> None:
+    """≥ 95% of the 24 held-out instructions of each adapter's recipe follow its format (both
+    adapters' requests decode at once, each in its adapter's context)."""
+    from router_training.adapters.recipes import RECIPES
+    from router_training.adapters.train import LoRATrainingArgs, split_pairs
+
+    args = LoRATrainingArgs()
+    adapters = llama.config.adapters_of("smollm2")
+    asked = [(adapter, pair["instruction"]) for adapter in adapters
+             for pair in split_pairs(RECIPES[adapter.short_id], args.seed, args.holdout)[0]]
+
+    async def answers() -> list[tuple[str, GenerationEvent]]:
+        return list(await asyncio.gather(*(
+            collect(llama.generate(request(adapter.name, instruction, args.eval_max_new_tokens))) for adapter, instruction in asked
+        )))
+
+    texts = [text for text, _ in llama.run(answers())]
+    for adapter in adapters:
+        recipe = RECIPES[adapter.short_id]
+        own = [text for (asked_of, _), text in zip(asked, texts) if asked_of is adapter]
+        rate = sum(recipe.follows_format(text) for text in own) / len(own)
+        assert len(own) == 24 and rate >= 0.95, (adapter.name, rate, [text for text in own if not recipe.follows_format(text)])
+
+
+def test_without_the_extra_a_llamacpp_expert_is_refused_at_config_load(tmp_path: Path) -> None:
+    """As on a machine without llama-cpp-python (blocked the way Python documents: a None module)."""
+    script = (
+        "import sys; sys.modules['llama_cpp'] = None\n"
+        "from services.config import load_config\n"
+        f"load_config({str(Path('configs/llamacpp.yaml').resolve())!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "pip install 'coe-router[llamacpp]'" in result.stderr and "smollm2" in result.stderr, result.stderr[-2000:]
