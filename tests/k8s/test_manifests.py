@@ -381,6 +381,20 @@ def test_cpu_overlay_has_no_gpus() -> None:
     assert "nvidia.com/gpu" not in yaml.safe_dump_all(rendered("cpu"))
 
 
+def test_cpu_overlay_experts_run_on_llama_cpp_built_as_the_makefile_builds_it() -> None:
+    """The image compiles llama.cpp with the Makefile's flags and exports the adapters the CPU
+    config serves on it, so its replicas start without a missing-export error."""
+    config = load_config(PROJECT_ROOT / OVERLAYS["cpu"])
+    assert {base.kind for base in config.local_bases()} == {"llamacpp"}
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text(encoding="utf-8")
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    make_flags = re.search(r"^LLAMACPP_CMAKE_ARGS := ((?:.*\\\n)*.*)$", makefile, flags=re.MULTILINE).group(1)
+    (image_flags,) = re.findall(r'CMAKE_ARGS="([^"]+)"', dockerfile)
+    assert image_flags.split() == make_flags.replace("\\", " ").split()
+    assert 'pip install ".[llamacpp]"' in dockerfile
+    assert f"coe adapters export-gguf --config {OVERLAYS['cpu']}" in dockerfile
+
+
 # --- Redis, secrets, network policies -------------------------------------------------------
 
 

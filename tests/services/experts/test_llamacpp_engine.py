@@ -17,7 +17,7 @@ from services.experts.generation import GenerationEvent, GenerationRequest, Prom
 from tests.conftest import config_from, default_config_dict
 from tests.llamacpp_setup import llamacpp_config_dict
 
-SMALL_CONTEXT = 256  # cells per request: 1,024 in the context, 4 requests at a time
+CELLS_PER_REQUEST = 512
 
 
 def request(expert: str, content: str, max_tokens: int, **settings: Any) -> GenerationRequest:
@@ -65,23 +65,9 @@ class EngineUnderTest:
 
 
 @pytest.fixture(scope="module")
-def adapters_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The adapters and their GGUF exports, made once for the module's engines."""
-    return tmp_path_factory.mktemp("llamacpp-adapters")
-
-
-@pytest.fixture(scope="module")
-def llama(adapters_folder: Path) -> Any:
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Room for 48 requests at once (both adapters' 24 held-out instructions), 512 cells each."""
-    engine = EngineUnderTest(adapters_folder, n_ctx=48 * 512, max_batch_size=48)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def small_llama(adapters_folder: Path) -> Any:
-    """An engine that gives each request 256 cells."""
-    engine = EngineUnderTest(adapters_folder, n_ctx=4 * SMALL_CONTEXT, max_batch_size=4)
+    engine = EngineUnderTest(tmp_path_factory.mktemp("llamacpp-adapters"), n_ctx=48 * CELLS_PER_REQUEST, max_batch_size=48)
     yield engine
     engine.close()
 
@@ -135,12 +121,14 @@ def test_a_cancelled_request_frees_its_sequence_and_cells(llama: EngineUnderTest
     assert "Paris" in text and last.finish_reason == "stop"
 
 
-def test_a_prompt_longer_than_the_context_is_refused_naming_the_limit(small_llama: EngineUnderTest) -> None:
-    with pytest.raises(ContextLengthError, match=f"maximum context length is {SMALL_CONTEXT} tokens"):
-        small_llama.answer(request("smollm2", "tell me about the sea " * 80, 16))
-    with pytest.raises(ContextLengthError, match=f"maximum context length is {SMALL_CONTEXT} tokens"):
-        small_llama.answer(request("smollm2", "Hi", SMALL_CONTEXT))
-    assert "Paris" in small_llama.answer(MIXED[0])[0], "the engine goes on answering"
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_limit(llama: EngineUnderTest) -> None:
+    """A request's limit is its own cells (n_ctx / max_batch_size), below the model's 8192."""
+    limit = f"maximum context length is {CELLS_PER_REQUEST} tokens"
+    with pytest.raises(ContextLengthError, match=limit):
+        llama.answer(request("smollm2", "tell me about the sea " * 120, 16))
+    with pytest.raises(ContextLengthError, match=limit):
+        llama.answer(request("smollm2", "Hi", CELLS_PER_REQUEST))
+    assert "Paris" in llama.answer(MIXED[0])[0], "the engine goes on answering"
 
 
 def test_adapters_keep_their_format_on_the_held_out_instructions(llama: EngineUnderTest) -> None:
