@@ -76,6 +76,13 @@ class _Sequence:
     position: int  # tokens already in its cells
 
 
+def in_sequence_order(sequences: list[_Sequence], context: _Context) -> list[int]:
+    """Indexes of ``context``'s sequences by ascending sequence id, the order a decode call takes
+    them in: with a cache per sequence, llama.cpp ran a batch in descending order at 60% speed."""
+    return sorted((index for index, sequence in enumerate(sequences) if sequence.context is context),
+                  key=lambda index: sequences[index].seq_id)
+
+
 class SequenceBatch:
     """Rows decoding together, each a sequence of its adapter's context."""
 
@@ -248,9 +255,8 @@ class LlamaCppBackend:
             for context in {id(sequence.context): sequence.context for sequence in sequences}.values():
                 pending: list[tuple[int, int, int, bool]] = []
                 owners: list[int] = []  # the row whose last prompt token each entry with logits is
-                for index, (row, sequence) in enumerate(zip(rows, sequences)):
-                    if sequence.context is not context:
-                        continue
+                for index in in_sequence_order(sequences, context):
+                    row, sequence = rows[index], sequences[index]
                     last = len(row.prompt_ids) - 1
                     for position, token in enumerate(row.prompt_ids):
                         pending.append((token, position, sequence.seq_id, position == last))
@@ -276,7 +282,7 @@ class LlamaCppBackend:
         logits: list[np.ndarray | None] = [None] * len(batch.rows)
         tokens = batch.next_tokens.tolist()
         for context in {id(sequence.context): sequence.context for sequence in batch.sequences}.values():
-            members = [index for index, sequence in enumerate(batch.sequences) if sequence.context is context]
+            members = in_sequence_order(batch.sequences, context)
             self._decode(context, [(tokens[index], batch.sequences[index].position, batch.sequences[index].seq_id, True) for index in members])
             for entry, index in enumerate(members):
                 logits[index] = self._logits(context, entry)
