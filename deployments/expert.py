@@ -42,7 +42,7 @@ class AdapterLease:
 
 
 class LocalExpertServer:
-    """Hosts one hf/gguf base model and the LoRA adapters configured on it."""
+    """Hosts one local base model (hf, gguf or llamacpp) and the LoRA adapters configured on it."""
 
     def __init__(
         self, base: LocalBaseExpert, adapters: tuple[LoRAExpert, ...], artifacts: ArtifactsConfig = ArtifactsConfig()

@@ -1,9 +1,9 @@
 """Continuous batching for one local base model and the LoRA adapters on it.
 
-One worker thread owns the model (through its backend: ``services.experts.backend``). It decodes all active requests together, one token per step,
-and admits new requests between steps: a newcomer's prompt is prefilled (together with any
-others that arrived) and its key/value cache is merged into the running batch, so a request
-never waits for the others to finish. Finished rows leave the batch at once.
+One worker thread owns the model, through its backend (``services.experts.backend``). It decodes
+all active requests together, one token per step, and admits new requests between steps: a
+newcomer's prompt is prefilled (together with any others that arrived) and joins the running
+batch, so a request never waits for the others to finish. Finished rows leave the batch at once.
 
 Rows keep their own settings (see ``decoding``) and their own adapter; the backend applies each
 row's. Adapter loading and unloading run on the same thread between steps, which serialises

@@ -89,10 +89,10 @@ def export_gguf_adapter(adapter_dir: Path, base_gguf: Path) -> Path:
     writer.close()
     target_file = folder / EXPORT_FILE
     os.replace(temporary, target_file)
+    source_sha256 = file_sha256(adapter_dir / SOURCE_FILE)
     write_manifest(folder, ArtifactManifest(
-        kind=EXPORT_KIND, name=adapter_dir.name, version=file_sha256(adapter_dir / SOURCE_FILE)[:16],
-        base=base_gguf.name, files={EXPORT_FILE: file_sha256(target_file)},
-        data={"source": {SOURCE_FILE: file_sha256(adapter_dir / SOURCE_FILE)}},
+        kind=EXPORT_KIND, name=adapter_dir.name, version=source_sha256[:16], base=base_gguf.name,
+        files={EXPORT_FILE: file_sha256(target_file)}, data={"source": {SOURCE_FILE: source_sha256}},
     ))
     return target_file
 

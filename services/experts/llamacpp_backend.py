@@ -10,9 +10,9 @@ and its attention reads the same cells in the same places whatever else decodes 
 
 With those own cells, attention without flash attention, and llama.cpp built without
 llamafile's tiled products and repacked weights (the Makefile), a request's logits do not depend
-on what else shares its batch. Sampling stays the engine's (``decoding.choose_tokens`` over the logits read back), as do the
-chat template and detokenising (the model's own transformers tokenizer), so a request is
-treated exactly as on the transformers engine.
+on what else shares its batch. Sampling stays the engine's (``decoding.choose_tokens`` over the
+logits read back), as do the chat template and detokenising (the model's own transformers
+tokenizer), so a request is treated exactly as on the transformers engine.
 """
 
 from __future__ import annotations
@@ -76,11 +76,14 @@ class _Sequence:
     position: int  # tokens already in its cells
 
 
-def in_sequence_order(sequences: list[_Sequence], context: _Context) -> list[int]:
-    """Indexes of ``context``'s sequences by ascending sequence id, the order a decode call takes
-    them in: with a cache per sequence, llama.cpp ran a batch in descending order at 60% speed."""
-    return sorted((index for index, sequence in enumerate(sequences) if sequence.context is context),
-                  key=lambda index: sequences[index].seq_id)
+def by_context(sequences: list[_Sequence]) -> list[list[int]]:
+    """Indexes of ``sequences`` grouped per context (one decode call each), by ascending sequence
+    id within a group: with a cache per sequence, llama.cpp ran a batch in descending order at 60%
+    speed."""
+    groups: dict[int, list[int]] = {}
+    for index, sequence in enumerate(sequences):
+        groups.setdefault(id(sequence.context), []).append(index)
+    return [sorted(members, key=lambda index: sequences[index].seq_id) for members in groups.values()]
 
 
 class SequenceBatch:
@@ -189,7 +192,10 @@ class LlamaCppBackend:
                 llama.llama_free(handle)
                 llama.llama_adapter_lora_free(adapter)
                 raise RuntimeError(f"llama.cpp could not apply the LoRA adapter {adapter_path}")
-        return _Context(handle, llama.llama_get_memory(handle), adapter, list(range(self._max_sequences))[::-1])
+        return _Context(handle, llama.llama_get_memory(handle), adapter, self._all_sequences())
+
+    def _all_sequences(self) -> list[int]:
+        return list(range(self._max_sequences))[::-1]  # popped from the end: id 0 first
 
     def _free_context(self, context: _Context) -> None:
         self._llama.llama_free(context.handle)
@@ -225,7 +231,7 @@ class LlamaCppBackend:
     def reset(self) -> None:
         for context in self._contexts.values():
             self._llama.llama_memory_clear(context.memory, True)
-            context.free_sequences = list(range(self._max_sequences))[::-1]
+            context.free_sequences = self._all_sequences()
 
     def _decode(self, context: _Context, entries: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (token, position, sequence id, wants logits) entries."""
@@ -241,9 +247,9 @@ class LlamaCppBackend:
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status}")
 
-    def _logits(self, context: _Context, index: int) -> np.ndarray:
-        pointer = self._llama.llama_get_logits_ith(context.handle, index)
-        return np.ctypeslib.as_array(pointer, shape=(self._vocab_size,)).copy()
+    def _copy_logits(self, context: _Context, index: int, into: np.ndarray) -> None:
+        """The logits of entry ``index`` of the context's last decode call, copied once, into a row."""
+        into[:] = np.ctypeslib.as_array(self._llama.llama_get_logits_ith(context.handle, index), shape=(self._vocab_size,))
 
     def prefill(self, rows: list[DecodingRow]) -> SequenceBatch:
         sequences: list[_Sequence] = []
@@ -251,11 +257,12 @@ class LlamaCppBackend:
             for row in rows:
                 context = self._contexts[row.adapter]
                 sequences.append(_Sequence(context, context.free_sequences.pop(), len(row.prompt_ids)))
-            logits: list[np.ndarray | None] = [None] * len(rows)
-            for context in {id(sequence.context): sequence.context for sequence in sequences}.values():
+            logits = np.empty((len(rows), self._vocab_size), dtype=np.float32)
+            for members in by_context(sequences):
+                context = sequences[members[0]].context
                 pending: list[tuple[int, int, int, bool]] = []
                 owners: list[int] = []  # the row whose last prompt token each entry with logits is
-                for index in in_sequence_order(sequences, context):
+                for index in members:
                     row, sequence = rows[index], sequences[index]
                     last = len(row.prompt_ids) - 1
                     for position, token in enumerate(row.prompt_ids):
@@ -270,24 +277,25 @@ class LlamaCppBackend:
             for sequence in sequences:
                 self.release(sequence)
             raise
-        return SequenceBatch(self, rows, sequences, torch.from_numpy(np.stack(logits)))
+        return SequenceBatch(self, rows, sequences, torch.from_numpy(logits))
 
-    def _decode_chunk(self, context: _Context, entries: list[tuple[int, int, int, bool]], owners: list[int], logits: list[np.ndarray | None]) -> None:
+    def _decode_chunk(self, context: _Context, entries: list[tuple[int, int, int, bool]], owners: list[int], logits: np.ndarray) -> None:
         self._decode(context, entries)
         for index, owner in enumerate(owners):
             if owner >= 0:
-                logits[owner] = self._logits(context, index)
+                self._copy_logits(context, index, logits[owner])
 
     def decode_step(self, batch: SequenceBatch) -> None:
-        logits: list[np.ndarray | None] = [None] * len(batch.rows)
+        logits = np.empty((len(batch.rows), self._vocab_size), dtype=np.float32)
         tokens = batch.next_tokens.tolist()
-        for context in {id(sequence.context): sequence.context for sequence in batch.sequences}.values():
-            members = in_sequence_order(batch.sequences, context)
-            self._decode(context, [(tokens[index], batch.sequences[index].position, batch.sequences[index].seq_id, True) for index in members])
-            for entry, index in enumerate(members):
-                logits[index] = self._logits(context, entry)
-                batch.sequences[index].position += 1
-        batch.last_logits = torch.from_numpy(np.stack(logits))
+        for members in by_context(batch.sequences):
+            sequences = [batch.sequences[index] for index in members]
+            self._decode(sequences[0].context, [(tokens[index], sequence.position, sequence.seq_id, True)
+                                                for index, sequence in zip(members, sequences)])
+            for entry, (index, sequence) in enumerate(zip(members, sequences)):
+                self._copy_logits(sequence.context, entry, logits[index])
+                sequence.position += 1
+        batch.last_logits = torch.from_numpy(logits)
 
     def close(self) -> None:
         for context in self._contexts.values():
