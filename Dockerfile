@@ -51,5 +51,6 @@ COPY --chown=1000:100 artifacts/adapters ./artifacts/adapters
 # The default expert's GGUF, de-quantised once into the verified weights cache, so that no
 # replica spends 20-30 s converting it at start (README, "Weights cache").
 RUN coe weights prepare --config configs/default.yaml
-# The adapters as GGUF LoRA adapters, for the llama.cpp experts of configs/k8s.yaml.
-RUN coe adapters export-gguf --config configs/k8s.yaml
+# The adapters as GGUF LoRA adapters, and the tokenizer read out of the GGUF once, for the
+# llama.cpp experts of configs/k8s.yaml.
+RUN coe adapters export-gguf --config configs/k8s.yaml && coe weights prepare --config configs/k8s.yaml

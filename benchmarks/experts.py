@@ -7,7 +7,8 @@ at once on the same cores):
   the ``llamacpp`` expert through Serve and HTTP, for ``llama_cpp.Llama`` in this process (the
   ceiling), and for the transformers (``gguf``) expert through Serve and HTTP;
 - aggregate completion tokens/s with 1, 2, 4 and 8 streams in flight, for both engines;
-- load time and resident memory of each expert replica (as the replica reports them);
+- load time and resident memory of each expert replica (as the replica reports them), when it is
+  ready and after the streams (the figure compared: what a replica must be given to serve);
 - greedy agreement: on 50 prompts of the project's own test split, the share whose first 16
   tokens are the same on both engines (llama.cpp computes with quantised kernels, so an exact
   match is not expected).
@@ -128,35 +129,52 @@ def measure_engine(kind: str, prompts: list[str], agreement: list[str], max_toke
     from deployments.local import running_app
 
     with running_app(expert_only_config(kind), port=free_port()) as url:
-        replica = httpx.get(f"{url}/readyz", timeout=30).json()["deployments"]["expert-smollm2"]
+        at_ready = httpx.get(f"{url}/readyz", timeout=30).json()["deployments"]["expert-smollm2"]
         single = asyncio.run(single_stream(url, prompts, max_tokens))
         aggregate = []
         for level in tqdm(levels, desc=f"{kind}: streams in flight", leave=False):
             aggregate.append(asyncio.run(measure(url, "smollm2", max(level, 2) * 2, level, max_tokens)))
+        serving = httpx.get(f"{url}/readyz", timeout=30).json()["deployments"]["expert-smollm2"]
         texts = asyncio.run(greedy_texts(url, agreement))
-    return {"single": single, "aggregate": aggregate, "load_seconds": replica["load_seconds"],
-            "resident_memory_bytes": replica["resident_memory_bytes"], "greedy_texts": texts}
+    # Memory after the load, not at start: weights mapped from a file count only once they are
+    # read, and transformers reads its float32 weights at the first answer.
+    return {"single": single, "aggregate": aggregate, "load_seconds": at_ready["load_seconds"],
+            "resident_memory_bytes": serving["resident_memory_bytes"],
+            "resident_memory_at_ready_bytes": at_ready["resident_memory_bytes"], "greedy_texts": texts}
 
 
-def raw_llama_single(prompts: list[str], max_tokens: int) -> dict[str, Any]:
-    """``llama_cpp.Llama`` in this process: the same file, threads and prompts, nothing around it."""
+def raw_llama_single(prompts: list[str], max_tokens: int, flash_attention: bool) -> dict[str, Any]:
+    """``llama_cpp.Llama`` in this process: the same file, threads and prompt tokens, nothing around it.
+
+    ``flash_attention=False`` is the engine's own setting (its CPU kernel is not batch-invariant),
+    so the ratio to it measures what the engine and Serve add; ``True`` is llama-cpp-python's
+    default, reported beside it for what that choice costs.
+
+    The prompt is rendered by the expert's own chat template (with its default system prompt), as
+    the service renders it: llama-cpp-python's built-in chat formats would send a shorter prompt.
+    Each answer prefills its whole prompt, as the engine does: ``Llama`` would otherwise keep the
+    previous prompt's cells and skip the system prompt they share.
+    """
     import llama_cpp
 
-    from services.experts.loading import locate_weights
+    from services.experts.loading import load_tokenizer, locate_weights
 
     base = expert_only_config("llamacpp").expert("smollm2")
+    tokenizer = load_tokenizer(base)
     started = time.perf_counter()
     model = llama_cpp.Llama(str(locate_weights(base).weights_path), n_ctx=base.llamacpp.n_ctx,
-                            n_threads=base.llamacpp.threads or os.cpu_count(), verbose=False)
+                            n_threads=base.llamacpp.threads or os.cpu_count(), flash_attn=flash_attention, verbose=False)
     load_seconds = time.perf_counter() - started
 
     def once(prompt: str, tokens: int) -> dict[str, float]:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        model.reset()
         begun = time.perf_counter()
         first: float | None = None
         count = 0
-        for chunk in model.create_chat_completion([{"role": "user", "content": prompt}], temperature=0.0,
-                                                  max_tokens=tokens, stream=True):
-            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+        for chunk in model.create_completion(prompt_ids, temperature=0.0, max_tokens=tokens, stream=True):
+            if chunk["choices"] and chunk["choices"][0]["text"]:
                 first = first if first is not None else time.perf_counter() - begun
                 count += 1  # a streamed chunk is one token here
         return {"ttft_s": first or time.perf_counter() - begun, "seconds": time.perf_counter() - begun, "tokens": count}
@@ -179,13 +197,15 @@ def run(max_tokens: int, levels: list[int], agreement_count: int, single_prompts
     agreement = agreement_prompts(agreement_count)
     engines = {name: measure_engine(kind, prompts, agreement, max_tokens, levels)
                for name, kind in tqdm(ENGINES.items(), desc="engines")}
-    raw = raw_llama_single(prompts, max_tokens)
+    raw = raw_llama_single(prompts, max_tokens, flash_attention=False)
+    raw_default = raw_llama_single(prompts, max_tokens, flash_attention=True)
     tokenizer = load_tokenizer(expert_only_config("gguf").expert("smollm2"))
     share = first_tokens_agree(engines["transformers"].pop("greedy_texts"), engines["llamacpp"].pop("greedy_texts"), tokenizer)
     at_most = {name: max(row["tokens_per_s"] for row in result["aggregate"] if row["concurrency"] == max(levels))
                for name, result in engines.items()}
     ratios = {
         "single_serve_vs_raw": engines["llamacpp"]["single"]["tokens_per_s"] / raw["single"]["tokens_per_s"],
+        "single_serve_vs_raw_flash_attention": engines["llamacpp"]["single"]["tokens_per_s"] / raw_default["single"]["tokens_per_s"],
         "single_llamacpp_vs_transformers": engines["llamacpp"]["single"]["tokens_per_s"] / engines["transformers"]["single"]["tokens_per_s"],
         f"aggregate_{max(levels)}_llamacpp_vs_transformers": at_most["llamacpp"] / at_most["transformers"],
         "memory_llamacpp_vs_transformers": engines["llamacpp"]["resident_memory_bytes"] / engines["transformers"]["resident_memory_bytes"],
@@ -197,6 +217,7 @@ def run(max_tokens: int, levels: list[int], agreement_count: int, single_prompts
         "memory per replica <= 0.5 x transformers": ratios["memory_llamacpp_vs_transformers"] <= 0.5,
     }
     return {"machine": machine(), "max_tokens": max_tokens, "levels": levels, "engines": engines, "raw_llama_cpp": raw,
+            "raw_llama_cpp_flash_attention": raw_default,
             "greedy_agreement": {"prompts": len(agreement), "first_tokens": AGREEMENT_TOKENS, "share_identical": share},
             "ratios": ratios, "goals": goals}
 
@@ -223,19 +244,20 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    engines, raw = summary["engines"], summary["raw_llama_cpp"]
+    engines, raw, fast = summary["engines"], summary["raw_llama_cpp"], summary["raw_llama_cpp_flash_attention"]
     print(f"\nexpert engines on {summary['machine']['cpu']}, {summary['machine']['cores']} cores, {summary['max_tokens']} tokens per answer")
-    print(f"{'':<28}{'transformers':>14}{'llamacpp':>12}{'raw llama.cpp':>15}")
+    print(f"{'':<28}{'transformers':>14}{'llamacpp':>12}{'raw llama.cpp':>15}{'raw, flash attn':>17}")
     print(f"{'single stream tokens/s':<28}{engines['transformers']['single']['tokens_per_s']:>14.1f}"
-          f"{engines['llamacpp']['single']['tokens_per_s']:>12.1f}{raw['single']['tokens_per_s']:>15.1f}")
+          f"{engines['llamacpp']['single']['tokens_per_s']:>12.1f}{raw['single']['tokens_per_s']:>15.1f}{fast['single']['tokens_per_s']:>17.1f}")
     print(f"{'time to first token p50 ms':<28}{engines['transformers']['single']['ttft_p50_ms']:>14.0f}"
-          f"{engines['llamacpp']['single']['ttft_p50_ms']:>12.0f}{raw['single']['ttft_p50_ms']:>15.0f}")
+          f"{engines['llamacpp']['single']['ttft_p50_ms']:>12.0f}{raw['single']['ttft_p50_ms']:>15.0f}{fast['single']['ttft_p50_ms']:>17.0f}")
     for index, level in enumerate(summary["levels"]):
         print(f"{f'aggregate tokens/s, {level} in flight':<28}{engines['transformers']['aggregate'][index]['tokens_per_s']:>14.1f}"
               f"{engines['llamacpp']['aggregate'][index]['tokens_per_s']:>12.1f}")
     print(f"{'load s':<28}{engines['transformers']['load_seconds']:>14.2f}{engines['llamacpp']['load_seconds']:>12.2f}{raw['load_seconds']:>15.2f}")
-    print(f"{'replica memory MiB':<28}{engines['transformers']['resident_memory_bytes'] / 2**20:>14.0f}"
-          f"{engines['llamacpp']['resident_memory_bytes'] / 2**20:>12.0f}")
+    for label, key in (("replica memory MiB, ready", "resident_memory_at_ready_bytes"),
+                       ("replica memory MiB, serving", "resident_memory_bytes")):
+        print(f"{label:<28}{engines['transformers'][key] / 2**20:>14.0f}{engines['llamacpp'][key] / 2**20:>12.0f}")
     agreement = summary["greedy_agreement"]
     print(f"greedy agreement: {agreement['share_identical']:.0%} of {agreement['prompts']} prompts have the same first {agreement['first_tokens']} tokens")
     for name, value in summary["ratios"].items():

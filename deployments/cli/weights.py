@@ -2,7 +2,8 @@
 
 The first load of a GGUF expert converts it anyway; this command does it ahead of time, e.g.
 while an image is built, so that no replica pays for it at start. It is a no-op for experts
-whose cached copy verifies.
+whose cached copy verifies. A ``llamacpp`` expert runs the GGUF file itself and needs only its
+tokenizer converted.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_prepare(args: argparse.Namespace) -> int:
     from services.artifacts import signing_key
     from services.config import load_config
-    from services.experts.config import GGUFExpert
+    from services.experts.config import GGUFExpert, LlamaCppExpert
     from services.experts.loading import force_offline, locate_weights
     from services.experts.weights_cache import WeightsCache
 
@@ -30,6 +31,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     cache = WeightsCache(key=signing_key(config))  # signed entries when a key is configured
     for base in config.local_bases():
+        if isinstance(base, LlamaCppExpert):
+            started = time.monotonic()
+            folder = cache.write_tokenizer(locate_weights(base).weights_path)
+            print(f"{base.name}: tokenizer in {folder} ({time.monotonic() - started:.0f} s)" if folder else
+                  f"{base.name}: the weights cache {cache.root} is not writable")
+            continue
         if not isinstance(base, GGUFExpert):
             continue
         source = locate_weights(base).weights_path

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
+import numpy as np
 
 from services.experts.decoding import DecodingRow
 
@@ -20,8 +20,8 @@ class RowBatch(Protocol):
     """Rows decoding together, and the logits of their newest position."""
 
     rows: list[DecodingRow]
-    last_logits: torch.Tensor  # (rows, vocab)
-    next_tokens: torch.Tensor  # (rows,) chosen from last_logits, fed by the next decode step
+    last_logits: np.ndarray  # (rows, vocab) float32
+    next_tokens: np.ndarray  # (rows,) int64, chosen from last_logits, fed by the next decode step
 
     def without_finished(self) -> "RowBatch | None":
         """Drop finished and cancelled rows (freeing what they held); None when none is left."""

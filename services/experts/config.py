@@ -60,6 +60,11 @@ class BatchingOptions(FrozenModel):
     max_batch_size: int = Field(8, ge=1, le=256, description="Rows decoded together.")
     batch_wait_ms: float = Field(15.0, ge=0, description="How long an idle expert waits for more arrivals to prefill together.")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: all cores.")
+    stream_interval_ms: float = Field(
+        50.0, ge=0, description="After a request's first text, its next text is sent at most this often; tokens decoded "
+        "in between travel together. Each chunk costs a message through Serve and an SSE event, which on a fast "
+        "engine cost more than the token itself. 0: a chunk per token."
+    )
     prefill_token_budget: int = Field(
         2048, ge=16, description="Prompt tokens prefilled in one forward pass; more newcomers wait for the next step. "
         "A longer prompt is prefilled alone."

@@ -3,14 +3,17 @@
 Every row of a batch keeps its own sampling settings, seed, token budget and stop strings, so
 requests with different settings (and, through PEFT, different adapters) still share one
 forward pass.
+
+Sampling is numpy over the logits a backend hands back: both engines share it, and the
+llama.cpp replica never loads torch for it (torch alone is about 180 MiB of a replica).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
+import numpy as np
 
 from services.experts.generation import FinishReason, GenerationEvent, GenerationRequest
 
@@ -92,34 +95,32 @@ class DecodingRow:
     adapter: str | None
     assembler: TextAssembler
     emit: Callable[[GenerationEvent | BaseException], None]
-    generator: torch.Generator | None = None
+    generator: np.random.Generator | None = None
     finished: bool = False
     cancelled: bool = False
     drill: bool = False  # the prompt carries the configured fault drill
-    _counts: torch.Tensor | None = field(default=None, repr=False)
-
     @property
     def done(self) -> bool:
         return self.finished or self.cancelled
 
-    def penalties(self, vocab_size: int) -> torch.Tensor | None:
+    def penalties(self, vocab_size: int) -> np.ndarray | None:
         """OpenAI presence/frequency penalties over the tokens generated so far."""
         request = self.request
         if not (request.presence_penalty or request.frequency_penalty) or not self.assembler.token_ids:
             return None
-        counts = torch.bincount(torch.tensor(self.assembler.token_ids), minlength=vocab_size)[:vocab_size].float()
-        return counts * request.frequency_penalty + (counts > 0).float() * request.presence_penalty
+        counts = np.bincount(np.asarray(self.assembler.token_ids), minlength=vocab_size)[:vocab_size].astype(np.float32)
+        return counts * request.frequency_penalty + (counts > 0) * np.float32(request.presence_penalty)
 
 
-def choose_tokens(rows: list[DecodingRow], logits: torch.Tensor) -> torch.Tensor:
+def choose_tokens(rows: list[DecodingRow], logits: Any) -> np.ndarray:
     """Next token of every row, each with its own penalties, temperature, top-p and seed.
 
-    ``logits`` is ``(batch, vocab)`` for the last position; greedy rows take the arg-max,
-    sampled rows draw from their own generator so a seed reproduces the same text whatever
-    else shares the batch.
+    ``logits`` is ``(batch, vocab)`` for the last position (any array numpy reads); greedy rows
+    take the arg-max, sampled rows draw from their own generator so a seed reproduces the same
+    text whatever else shares the batch.
     """
-    logits = logits.float()
-    tokens = logits.argmax(dim=-1)  # (batch,)
+    logits = np.asarray(logits, dtype=np.float32)
+    tokens = logits.argmax(axis=-1).astype(np.int64)  # (batch,)
     for index, row in enumerate(rows):
         if row.done:
             continue
@@ -130,17 +131,27 @@ def choose_tokens(rows: list[DecodingRow], logits: torch.Tensor) -> torch.Tensor
         if row.request.temperature == 0.0:
             tokens[index] = scores.argmax()
             continue
-        # Shifted so that the best score is 0, and in float64, before dividing: any temperature the
-        # API accepts (down to 5e-324, which float32 rounds to 0) then gives 0 and -inf, never
-        # inf - inf or 0 / 0 = NaN, which would fail every request of the batch.
-        probabilities = torch.softmax((scores - scores.max()).double() / row.request.temperature, dim=-1)
-        if row.request.top_p < 1.0:
-            sorted_probs, order = torch.sort(probabilities, descending=True)
-            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= row.request.top_p
-            sorted_probs[outside] = 0.0
-            probabilities = torch.zeros_like(probabilities).scatter(0, order, sorted_probs)
-        tokens[index] = torch.multinomial(probabilities, 1, generator=row.generator)[0]
+        tokens[index] = _sample(scores, row.request.temperature, row.request.top_p, row.generator or np.random.default_rng())
     return tokens
+
+
+def _sample(scores: np.ndarray, temperature: float, top_p: float, generator: np.random.Generator) -> int:
+    """One draw from softmax(scores / temperature), cut to the nucleus of mass ``top_p``."""
+    # Shifted so that the best score is 0, and in float64, before dividing: any temperature the
+    # API accepts (down to 5e-324, which float32 rounds to 0) then gives weights 1 and 0, never
+    # inf - inf or 0 / 0 = NaN, which would fail every request of the batch.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        weights = np.exp((scores - scores.max()).astype(np.float64) / temperature)  # the best token weighs 1
+    if top_p < 1.0:
+        order = np.argsort(-weights, kind="stable")
+        ranked = weights[order]
+        before = np.cumsum(ranked) - ranked  # mass of the tokens ranked above each
+        ranked[before >= top_p * ranked.sum()] = 0.0
+        weights = np.zeros_like(weights)
+        weights[order] = ranked
+    cumulative = np.cumsum(weights)
+    drawn = int(np.searchsorted(cumulative, generator.random() * cumulative[-1], side="right"))
+    return min(drawn, len(weights) - 1)
 
 
 def advance_rows(rows: list[DecodingRow], tokens: list[int]) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-import torch
+import numpy as np
 
 from services.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
 from services.experts.backend import DecoderBackend, RowBatch
@@ -38,6 +38,10 @@ from services.experts.decoding import DecodingRow, TextAssembler, advance_rows, 
 from services.experts.generation import GenerationEvent, GenerationRequest
 
 logger = logging.getLogger(__name__)
+
+# A whole (non-streamed) answer is read only at its end, so its text travels once a second: still
+# often enough for the ingress's watch on silent experts (ingress.timeouts.between_events_s).
+WHOLE_ANSWER_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -67,6 +71,38 @@ def take_for_prefill(pending: deque[DecodingRow], room: int, token_budget: int) 
             taken.append(row)
             tokens += len(row.prompt_ids)
     return taken
+
+
+class StreamOutbox:
+    """Where the worker thread puts one row's events; they reach the row's client as chunks: the
+    first at once, then at most one per ``interval_s``, each holding the text decoded since the
+    last. The final event and an error are never held back.
+
+    A token per message costs more than decoding it on a fast engine: each wakes the replica's
+    event loop, crosses Serve to the ingress and goes out as an SSE event, and on two cores that
+    work takes its time from the decoding threads (Ray Serve LLM batches its streams the same
+    way). Holding the text here, on the worker, also spares the event loop a wake-up per token.
+    The next token always comes (or the row ends), so held text waits at most one step longer.
+    """
+
+    def __init__(self, deliver: Callable[[GenerationEvent | BaseException], None], interval_s: float) -> None:
+        self._deliver = deliver
+        self._interval_s = interval_s
+        self._held: GenerationEvent | None = None
+        self._sent_at: float | None = None
+
+    def __call__(self, item: GenerationEvent | BaseException) -> None:
+        if isinstance(item, BaseException):
+            self._held = None
+            self._deliver(item)
+            return
+        held = item if self._held is None else self._held.followed_by(item)
+        now = time.monotonic()
+        if held.finish_reason is not None or self._sent_at is None or now - self._sent_at >= self._interval_s:
+            self._held, self._sent_at = None, now
+            self._deliver(held)
+        else:
+            self._held = held
 
 
 class BatchingEngine:
@@ -135,7 +171,7 @@ class BatchingEngine:
             prompt_ids=prompt_ids,
             adapter=adapter,
             assembler=TextAssembler(self._tokenizer, self._eos_ids, request.stop, budget),
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            emit=StreamOutbox(lambda item: loop.call_soon_threadsafe(queue.put_nowait, item), self._chunk_interval_s(request)),
             generator=self._generator_for(request),
             drill=self._options.fault_drill is not None
             and any(self._options.fault_drill in message.content for message in request.messages),
@@ -161,16 +197,19 @@ class BatchingEngine:
                 if adapter is not None:
                     self._adapter_users[adapter] -= 1
 
+    def _chunk_interval_s(self, request: GenerationRequest) -> float:
+        streamed = self._options.stream_interval_ms / 1000.0
+        return streamed if request.stream else max(streamed, WHOLE_ANSWER_INTERVAL_S)
+
     @staticmethod
-    def _generator_for(request: GenerationRequest) -> torch.Generator | None:
+    def _generator_for(request: GenerationRequest) -> np.random.Generator | None:
         if request.temperature == 0.0:
             return None
         seed = request.seed if request.seed is not None else random.getrandbits(63)
-        return torch.Generator().manual_seed(seed % (2**63))
+        return np.random.default_rng(seed % (2**63))
 
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
-        torch.set_grad_enabled(False)
         while not self._closed:
             try:
                 self._run_commands()
@@ -275,7 +314,7 @@ class BatchingEngine:
         self._batch = batch.without_finished()
         self.stats.active_rows = len(self._batch.rows) if self._batch else 0
 
-    def _advance(self, batch: RowBatch, tokens: torch.Tensor) -> None:
+    def _advance(self, batch: RowBatch, tokens: np.ndarray) -> None:
         if any(row.drill and not row.done for row in batch.rows):
             raise RuntimeError("fault drill: this step fails as a broken kernel would")
         live = sum(not row.done for row in batch.rows)

@@ -14,7 +14,7 @@ def open_engine(base: LocalBaseExpert, key: bytes | None = None) -> BatchingEngi
     if isinstance(base, LlamaCppExpert):
         from services.experts.llamacpp_backend import LlamaCppBackend
 
-        backend = LlamaCppBackend.load(base, key)  # llama.cpp's own threads compute; torch only samples
+        backend = LlamaCppBackend.load(base, key)  # llama.cpp's own threads compute; no torch here
     else:
         import torch
 

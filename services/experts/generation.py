@@ -39,6 +39,7 @@ class GenerationRequest(BaseModel):
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    stream: bool = Field(True, description="The client reads the answer as it is made; else it travels in fewer, larger chunks.")
 
 
 class GenerationEvent(BaseModel):
@@ -50,6 +51,11 @@ class GenerationEvent(BaseModel):
     finish_reason: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+    def followed_by(self, later: "GenerationEvent") -> "GenerationEvent":
+        """This event and a later one as one: the texts joined, the later one's ending and usage."""
+        return GenerationEvent(text=self.text + later.text, finish_reason=later.finish_reason,
+                               prompt_tokens=later.prompt_tokens, completion_tokens=later.completion_tokens)
 
 
 def build_generation_request(
@@ -75,4 +81,5 @@ def build_generation_request(
         seed=request.seed,
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
+        stream=bool(request.stream),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from services.experts.decoding import DecodingRow
@@ -23,17 +24,23 @@ def _left_pad(tensor: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
+def _last_position(logits: torch.Tensor) -> np.ndarray:
+    """``(batch, vocab)`` float32 logits of the last position, as the engine's sampling reads them."""
+    return logits[:, -1, :].float().numpy()
+
+
 class KVBatch:
     """Rows, their shared cache, attention mask ``(batch, seq)`` and next input tokens ``(batch,)``."""
 
-    def __init__(self, rows: list[DecodingRow], cache: Any, attention: torch.Tensor, last_logits: torch.Tensor) -> None:
+    def __init__(self, rows: list[DecodingRow], cache: Any, attention: torch.Tensor, last_logits: np.ndarray) -> None:
         self.rows = rows
         self.cache = cache  # DynamicCache; each layer holds keys/values (batch, kv_heads, seq, head_dim)
         self.attention = attention  # (batch, seq): 1 for real tokens, 0 for left padding
         self.last_logits = last_logits  # (batch, vocab) at the last position
-        self.next_tokens = torch.zeros(len(rows), dtype=torch.long)  # (batch,) sampled, not yet in the cache
+        self.next_tokens = np.zeros(len(rows), dtype=np.int64)  # (batch,) sampled, not yet in the cache
 
     @classmethod
+    @torch.no_grad()
     def prefill(cls, model: Any, tokenizer: Any, rows: list[DecodingRow], extra: dict[str, Any]) -> "KVBatch":
         """Run the prompts of ``rows`` (left-padded together) and keep their cache."""
         encoded = tokenizer.pad({"input_ids": [row.prompt_ids for row in rows]}, padding=True, return_tensors="pt")
@@ -47,14 +54,15 @@ class KVBatch:
             logits_to_keep=1,
             **extra,
         )
-        return cls(rows, output.cache, attention, output.logits[:, -1, :])
+        return cls(rows, output.cache, attention, _last_position(output.logits))
 
+    @torch.no_grad()
     def decode_step(self, model: Any, extra: dict[str, Any]) -> None:
         """Feed ``next_tokens``; the cache and mask grow by one position."""
         attention = torch.cat([self.attention, self.attention.new_ones((len(self.rows), 1))], dim=1)
         positions = attention.sum(dim=-1, keepdim=True) - 1  # (batch, 1)
         output = model(
-            input_ids=self.next_tokens[:, None],
+            input_ids=torch.from_numpy(self.next_tokens)[:, None],
             attention_mask=attention,
             position_ids=positions,
             cache=self.cache,
@@ -64,7 +72,7 @@ class KVBatch:
         )
         self.cache = output.cache
         self.attention = attention
-        self.last_logits = output.logits[:, -1, :]
+        self.last_logits = _last_position(output.logits)
 
     def without_finished(self) -> "KVBatch | None":
         """Drop finished or cancelled rows, and padding columns no remaining row needs."""
@@ -76,8 +84,8 @@ class KVBatch:
             self.cache.batch_select_indices(index)
             self.rows = [self.rows[position] for position in keep]
             self.attention = self.attention[index]
-            self.next_tokens = self.next_tokens[index]
-            self.last_logits = self.last_logits[index]
+            self.next_tokens = self.next_tokens[keep]
+            self.last_logits = self.last_logits[keep]
         first_used = int(torch.nonzero(self.attention.sum(dim=0))[0])
         if first_used > 0:
             self.attention = self.attention[:, first_used:]
@@ -93,7 +101,7 @@ class KVBatch:
             mine.keys = torch.cat([_left_pad(mine.keys, length, -2), _left_pad(theirs.keys, length, -2)], dim=0)
             mine.values = torch.cat([_left_pad(mine.values, length, -2), _left_pad(theirs.values, length, -2)], dim=0)
         self.attention = torch.cat([_left_pad(self.attention, length, 1), _left_pad(other.attention, length, 1)], dim=0)
-        self.next_tokens = torch.cat([self.next_tokens, other.next_tokens])
-        self.last_logits = torch.cat([self.last_logits, other.last_logits])
+        self.next_tokens = np.concatenate([self.next_tokens, other.next_tokens])
+        self.last_logits = np.concatenate([self.last_logits, other.last_logits])
         self.rows = self.rows + other.rows
         return self

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from services.experts.config import LlamaCppExpert
 from services.experts.decoding import DecodingRow
@@ -89,12 +88,12 @@ def by_context(sequences: list[_Sequence]) -> list[list[int]]:
 class SequenceBatch:
     """Rows decoding together, each a sequence of its adapter's context."""
 
-    def __init__(self, backend: "LlamaCppBackend", rows: list[DecodingRow], sequences: list[_Sequence], last_logits: torch.Tensor) -> None:
+    def __init__(self, backend: "LlamaCppBackend", rows: list[DecodingRow], sequences: list[_Sequence], last_logits: np.ndarray) -> None:
         self._backend = backend
         self.rows = rows
         self.sequences = sequences
         self.last_logits = last_logits
-        self.next_tokens = torch.zeros(len(rows), dtype=torch.long)
+        self.next_tokens = np.zeros(len(rows), dtype=np.int64)
 
     def without_finished(self) -> "SequenceBatch | None":
         keep = [index for index, row in enumerate(self.rows) if not row.done]
@@ -104,18 +103,17 @@ class SequenceBatch:
         if not keep:
             return None
         if len(keep) < len(self.rows):
-            index = torch.tensor(keep)
             self.rows = [self.rows[position] for position in keep]
             self.sequences = [self.sequences[position] for position in keep]
-            self.last_logits = self.last_logits[index]
-            self.next_tokens = self.next_tokens[index]
+            self.last_logits = self.last_logits[keep]
+            self.next_tokens = self.next_tokens[keep]
         return self
 
     def merge(self, other: "SequenceBatch") -> "SequenceBatch":
         self.rows = self.rows + other.rows
         self.sequences = self.sequences + other.sequences
-        self.last_logits = torch.cat([self.last_logits, other.last_logits])
-        self.next_tokens = torch.cat([self.next_tokens, other.next_tokens])
+        self.last_logits = np.concatenate([self.last_logits, other.last_logits])
+        self.next_tokens = np.concatenate([self.next_tokens, other.next_tokens])
         return self
 
 
@@ -277,7 +275,7 @@ class LlamaCppBackend:
             for sequence in sequences:
                 self.release(sequence)
             raise
-        return SequenceBatch(self, rows, sequences, torch.from_numpy(logits))
+        return SequenceBatch(self, rows, sequences, logits)
 
     def _decode_chunk(self, context: _Context, entries: list[tuple[int, int, int, bool]], owners: list[int], logits: np.ndarray) -> None:
         self._decode(context, entries)
@@ -295,7 +293,7 @@ class LlamaCppBackend:
             for entry, (index, sequence) in enumerate(zip(members, sequences)):
                 self._copy_logits(sequence.context, entry, logits[index])
                 sequence.position += 1
-        batch.last_logits = torch.from_numpy(logits)
+        batch.last_logits = logits
 
     def close(self) -> None:
         for context in self._contexts.values():

@@ -150,13 +150,13 @@ def load_model(expert: LocalBaseExpert, key: bytes | None = None) -> tuple[Any, 
 def load_tokenizer(expert: LocalBaseExpert, key: bytes | None = None) -> Any:
     """The expert's tokenizer alone: from the weights cache when it holds a verified copy."""
     force_offline()
-    from transformers import AutoTokenizer
-
     from services.experts.weights_cache import WeightsCache
 
     location = locate_weights(expert)
     if location.gguf_file:
         return WeightsCache(key=key).tokenizer(location.weights_path)
+    from transformers import AutoTokenizer
+
     refuse_custom_code(location.folder)
     return AutoTokenizer.from_pretrained(str(location.folder), local_files_only=True)
 

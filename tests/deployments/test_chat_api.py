@@ -46,7 +46,7 @@ def test_streaming_matches_non_streaming_and_ends_with_route_and_usage(served_cl
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text == whole.choices[0].message.content
-    assert len([chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]) > 3
+    assert len([chunk for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]) > 1, "the text arrives in parts"
     final = [chunk for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
     assert len(final) == 1 and final[0].choices[0].finish_reason == "stop"
     assert final[0].model_extra["route"]["expert"] == "smollm2"

@@ -165,3 +165,64 @@ def test_without_the_extra_a_llamacpp_expert_is_refused_at_config_load(tmp_path:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
     assert "pip install 'coe-router[llamacpp]'" in result.stderr and "smollm2" in result.stderr, result.stderr[-2000:]
+
+
+def test_a_whole_answer_reaches_the_replica_in_fewer_chunks_than_a_streamed_one(llama: EngineUnderTest) -> None:
+    """A non-streamed answer is read only at its end: its text travels once a second, not per token."""
+    streamed = request("smollm2", "Tell me about the sea.", 48)
+    whole = streamed.model_copy(update={"stream": False})
+
+    async def events(generation: GenerationRequest) -> list[GenerationEvent]:
+        return [event async for event in llama.generate(generation)]
+
+    started = time.monotonic()
+    whole_events = llama.run(events(whole))
+    seconds = time.monotonic() - started
+    streamed_events = llama.run(events(streamed))
+    assert "".join(event.text for event in whole_events) == "".join(event.text for event in streamed_events)
+    assert whole_events[-1].completion_tokens == 48
+    assert len(whole_events) <= 2 + seconds, f"{len(whole_events)} chunks in {seconds:.1f} s: the first, one a second, the end"
+
+
+ANSWER_ALONE = """
+import asyncio, json, sys
+from services.config import load_config
+from services.experts.engines import open_engine
+from services.experts.generation import GenerationRequest, PromptMessage
+
+base = load_config({config!r}).expert("smollm2")
+engine = open_engine(base)
+request = GenerationRequest(expert="smollm2", messages=(PromptMessage(role="user", content={question!r}),),
+                            max_tokens=24, max_tokens_explicit=True, temperature=0.0, top_p=1.0)
+
+async def answer():
+    return "".join([event.text async for event in engine.generate(request, adapter=None, max_context_tokens=4096)])
+
+text = asyncio.run(answer())
+engine.close()
+print(json.dumps({{"text": text, "torch_loaded": "torch" in sys.modules}}))
+"""
+
+
+def test_a_llamacpp_engine_never_loads_torch_and_converts_its_tokenizer_once(llama: EngineUnderTest, tmp_path: Path) -> None:
+    """A llama.cpp replica's memory is llama.cpp's: torch (about 180 MiB) never loads in it; the
+    tokenizer is converted out of the GGUF once, in a child process, then read from the cache."""
+    import json
+    import os
+
+    from services.experts.weights_cache import CACHE_ENV, TOKENIZER_KIND
+
+    question = "Which city is the capital of France?"
+    script = ANSWER_ALONE.format(config=str(Path("configs/llamacpp.yaml").resolve()), question=question)
+    environment = {**os.environ, CACHE_ENV: str(tmp_path / "cache")}
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    entries = [path for path in (tmp_path / "cache").iterdir() if path.is_dir()]
+    assert [path.name.endswith("-tokenizer") for path in entries] == [True], entries
+    assert json.loads((entries[0] / "manifest.json").read_text())["kind"] == TOKENIZER_KIND
+    assert not any(run["torch_loaded"] for run in runs), "torch was imported by the llama.cpp engine"
+    text, _ = llama.answer(request("smollm2", question, 24))
+    assert runs[0]["text"] == runs[1]["text"] == text, "the cached tokenizer encodes and decodes as transformers' own"
