@@ -204,23 +204,24 @@ print(json.dumps({{"text": text, "torch_loaded": "torch" in sys.modules}}))
 """
 
 
-def test_a_llamacpp_engine_never_loads_torch_and_reads_its_tokenizer_from_the_cache(llama: EngineUnderTest) -> None:
-    """A llama.cpp replica's memory is llama.cpp's: torch (about 180 MiB) never loads in it; the
-    tokenizer was converted out of the GGUF once, in a child process, and is read from the cache
-    (the session's, whose weights entry starts broken: only the tokenizer's entry can serve)."""
+def test_a_llamacpp_engine_never_loads_torch_and_converts_its_tokenizer_once(llama: EngineUnderTest, tmp_path: Path) -> None:
+    """A llama.cpp replica's memory is llama.cpp's: torch (about 180 MiB) never loads in it. On a
+    first start (an empty weights cache) the tokenizer is converted out of the GGUF once, in a
+    child process, into an entry of its own, and read from there."""
     import json
+    import os
 
-    from services.experts.loading import locate_weights
-    from services.experts.weights_cache import TOKENIZER_KIND, WeightsCache
+    from services.experts.weights_cache import CACHE_ENV, TOKENIZER_KIND
 
     question = "Which city is the capital of France?"
     script = ANSWER_ALONE.format(config=str(Path("configs/llamacpp.yaml").resolve()), question=question)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    environment = {**os.environ, CACHE_ENV: str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
     run = json.loads(done.stdout.strip().splitlines()[-1])
-    entry = WeightsCache().lookup(locate_weights(llama.base).weights_path, TOKENIZER_KIND)
-    assert entry.usable, entry.reason
-    assert json.loads((entry.folder / "manifest.json").read_text())["kind"] == TOKENIZER_KIND
+    entries = [path for path in (tmp_path / "cache").iterdir() if path.is_dir()]
+    assert [path.name.endswith("-tokenizer") for path in entries] == [True], entries
+    assert json.loads((entries[0] / "manifest.json").read_text())["kind"] == TOKENIZER_KIND
     assert not run["torch_loaded"], "torch was imported by the llama.cpp engine"
     text, _ = llama.answer(request("smollm2", question, 24))
     assert run["text"] == text, "the tokenizer read from its cache entry encodes and decodes as transformers' own"
