@@ -133,16 +133,18 @@ class WeightsCache:
         return count if isinstance(count, int) and source.get("sha256") == source_sha256 else None
 
     def tokenizer(self, gguf_path: Path) -> Any:
-        """The tokenizer alone, without loading torch: from a verified copy (of the weights or of
-        the tokenizer), else converted once in a child process and cached."""
-        found = self.lookup(gguf_path)
-        if found.usable:
-            return _load_tokenizer(found.folder)
-        own = self.lookup(gguf_path, TOKENIZER_KIND, found.source_sha256)
-        if not own.usable:
-            refuse_custom_code(gguf_path.parent)
-            self._convert_tokenizer_in_child(gguf_path)
-            own = self.lookup(gguf_path, TOKENIZER_KIND, found.source_sha256)
+        """The tokenizer alone, without loading torch: from a verified copy (of the tokenizer, else
+        of the weights), else converted once in a child process and cached. The tokenizer's own
+        entry is checked first: verifying the weights entry means hashing 540 MB."""
+        own = self.lookup(gguf_path, TOKENIZER_KIND)
+        if own.usable:
+            return _load_tokenizer(own.folder)
+        weights = self.lookup(gguf_path, CACHE_KIND, own.source_sha256)
+        if weights.usable:
+            return _load_tokenizer(weights.folder)
+        refuse_custom_code(gguf_path.parent)
+        self._convert_tokenizer_in_child(gguf_path)
+        own = self.lookup(gguf_path, TOKENIZER_KIND, own.source_sha256)
         if own.usable:
             return _load_tokenizer(own.folder)
         logger.warning("no cached tokenizer for %s (%s); reading it from the GGUF file in this process", gguf_path, own.reason)
