@@ -157,6 +157,7 @@ def raw_llama_single(prompts: list[str], max_tokens: int, flash_attention: bool)
     """
     import llama_cpp
 
+    from services.experts.engine import prompt_token_ids
     from services.experts.loading import load_tokenizer, locate_weights
 
     base = expert_only_config("llamacpp").expert("smollm2")
@@ -167,8 +168,7 @@ def raw_llama_single(prompts: list[str], max_tokens: int, flash_attention: bool)
     load_seconds = time.perf_counter() - started
 
     def once(prompt: str, tokens: int) -> dict[str, float]:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        prompt_ids = prompt_token_ids(tokenizer, [{"role": "user", "content": prompt}])
         model.reset()
         begun = time.perf_counter()
         first: float | None = None

@@ -99,6 +99,7 @@ class DecodingRow:
     finished: bool = False
     cancelled: bool = False
     drill: bool = False  # the prompt carries the configured fault drill
+
     @property
     def done(self) -> bool:
         return self.finished or self.cancelled

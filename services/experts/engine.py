@@ -73,6 +73,13 @@ def take_for_prefill(pending: deque[DecodingRow], room: int, token_budget: int) 
     return taken
 
 
+def prompt_token_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The prompt an engine prefills: the chat template rendered (with its generation prompt),
+    tokenized without adding special tokens again."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 class StreamOutbox:
     """Where the worker thread puts one row's events; they reach the row's client as chunks: the
     first at once, then at most one per ``interval_s``, each holding the text decoded since the
@@ -130,12 +137,10 @@ class BatchingEngine:
     # ------------------------------------------------------------------ requests
     def tokenize_prompt(self, request: GenerationRequest) -> list[int]:
         """Render the chat template and tokenize; template errors are the client's (400)."""
-        messages = [message.model_dump() for message in request.messages]
         try:
-            text = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return prompt_token_ids(self._tokenizer, [message.model_dump() for message in request.messages])
         except Exception as exc:  # jinja raises for conversations the template rejects
             raise InvalidRequestError(f"The messages do not fit this expert's chat template: {exc}", param="messages") from exc
-        return list(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @staticmethod
     def completion_budget(request: GenerationRequest, prompt_tokens: int, max_context_tokens: int) -> int:
